@@ -1,0 +1,31 @@
+# xlt_plugin: two commands for a newcomer (`make demo`, `make test`), plus the full study.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The stamp depends on the install inputs, so editing them re-runs setup.
+STAMP := $(VENV)/.xlt-installed
+
+.PHONY: setup demo test study lint clean
+
+setup: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		-c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+# The main job on the embedded corpus (2 CPU cores, within 30 minutes).
+demo: setup
+	$(BIN)/python -m xlt_plugin.demo --out results/demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check xlt_plugin tests recipes benchmarks
+	$(BIN)/ruff format --check xlt_plugin tests recipes benchmarks
+	$(BIN)/yamllint -s recipes
+
+clean:
+	rm -rf results out .pytest_cache

@@ -1,0 +1,483 @@
+"""Pretrained CTC models on disk: the hub layout, written and read here.
+
+A pretrained model is (features, encoder, CTC head, token inventory). It lives in a
+folder laid out like SpeechBrain's ``EncoderASR`` models on the HuggingFace hub, so
+``speechbrain.inference.ASR.EncoderASR.from_hparams(source=DIR)`` loads it as is::
+
+    DIR/
+      hyperparams.yaml   SpeechBrain's EncoderASR interface (architecture written out)
+      config.json        the same architecture as plain data, plus metadata
+      model.ckpt         encoder weights (``state_dict``)
+      head.ckpt          CTC head weights, one row per token, blank included
+      normalizer.ckpt    feature normalisation state
+      tokenizer.ckpt     token file (``CTCTextEncoder`` labels; row order = head rows)
+
+``config.json`` lets a transfer recipe build the encoder from ``pretrained_path``
+alone, so a user never copies layer sizes by hand. Every base recipe ends by writing
+one of these folders to ``<output_folder>/model/``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from speechbrain.dataio.encoder import CTCTextEncoder
+
+from xlt_plugin.tokens import load_tokens
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+ENCODER_FILE = "model.ckpt"
+HEAD_FILE = "head.ckpt"
+NORMALIZER_FILE = "normalizer.ckpt"
+TOKENS_FILE = "tokenizer.ckpt"
+
+#: Keyword arguments of ``speechbrain.lobes.features.Fbank`` that the layout keeps.
+FEATURE_KEYS = ("sample_rate", "n_mels", "n_fft", "win_length", "hop_length", "f_min")
+
+_HOW_TO_MAKE_ONE = (
+    "A pretrained_path is a folder written by a base recipe "
+    "(e.g. `python recipes/EnglishBase/train.py "
+    "recipes/EnglishBase/hparams/quartznet_small.yaml --data_folder=...` writes "
+    "<output_folder>/model/), by `xlt export`, or a SpeechBrain hub id."
+)
+
+
+def _qualified_name(obj: Any) -> str:
+    cls = type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _locate(dotted: str) -> Any:
+    module_name, _, attr = dotted.rpartition(".")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def _yaml_value(value: Any) -> str:
+    # JSON is valid YAML flow syntax for the plain values a config holds.
+    return json.dumps(value, ensure_ascii=False)
+
+
+def render_hyperparams(config: dict) -> str:
+    """Render an ``EncoderASR``-compatible ``hyperparams.yaml`` from a config.
+
+    Arguments
+    ---------
+    config : dict
+        The content of ``config.json`` (see :func:`save_pretrained`).
+
+    Returns
+    -------
+    str
+        YAML text that SpeechBrain's ``EncoderASR.from_hparams`` loads.
+    """
+    feats = config["features"]
+    lines = [
+        "# Written by xlt_plugin: a CTC model in SpeechBrain's EncoderASR layout.",
+        "# Load it with speechbrain.inference.ASR.EncoderASR.from_hparams(source=DIR).",
+        f"sample_rate: {feats['sample_rate']}",
+        f"blank_index: {config['blank_index']}",
+        f"n_tokens: {config['n_tokens']}",
+        "",
+        "compute_features: !new:speechbrain.lobes.features.Fbank",
+    ]
+    lines += [f"    {key}: {_yaml_value(feats[key])}" for key in FEATURE_KEYS]
+    lines += [
+        "",
+        "normalize: !new:speechbrain.processing.features.InputNormalization",
+        f"    norm_type: {config['normalize']['norm_type']}",
+        "",
+        f"model: !new:{config['encoder_class']}",
+    ]
+    lines += [f"    {k}: {_yaml_value(v)}" for k, v in config["encoder_config"].items()]
+    lines += [
+        "",
+        "head: !new:speechbrain.nnet.linear.Linear",
+        f"    input_size: {config['encoder_output_size']}",
+        "    n_neurons: !ref <n_tokens>",
+        "",
+        "log_softmax: !new:speechbrain.nnet.activations.Softmax",
+        "    apply_log: True",
+        "",
+        "encoder: !new:speechbrain.nnet.containers.LengthsCapableSequential",
+        "    compute_features: !ref <compute_features>",
+        "    normalize: !ref <normalize>",
+        "    model: !ref <model>",
+        "    head: !ref <head>",
+        "    log_softmax: !ref <log_softmax>",
+        "",
+        "decoding_function: !name:speechbrain.decoders.ctc_greedy_decode",
+        "    blank_id: !ref <blank_index>",
+        "",
+        "tokenizer: !new:speechbrain.dataio.encoder.CTCTextEncoder",
+        "",
+        "modules:",
+        "    encoder: !ref <encoder>",
+        "",
+        "pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer",
+        "    loadables:",
+        "        model: !ref <model>",
+        "        head: !ref <head>",
+        "        normalizer: !ref <normalize>",
+        "        tokenizer: !ref <tokenizer>",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def save_pretrained(
+    out_dir: str | os.PathLike,
+    *,
+    encoder: torch.nn.Module,
+    head: torch.nn.Module,
+    tokenizer: CTCTextEncoder,
+    features: dict,
+    normalize: torch.nn.Module | None = None,
+    metadata: dict | None = None,
+) -> Path:
+    """Write a trained CTC model to ``out_dir`` in the hub layout.
+
+    The folder is written next to its final place and renamed at the end, so a
+    crash never leaves a half-written model where a transfer would pick it up.
+
+    Arguments
+    ---------
+    out_dir : path
+        Destination folder (replaced if it exists).
+    encoder : torch.nn.Module
+        An encoder with a ``config`` dict that rebuilds it (``QuartzNet``).
+    head : torch.nn.Module
+        The CTC head (``speechbrain.nnet.linear.Linear``), one row per token.
+    tokenizer : CTCTextEncoder
+        The label encoder whose indices are the head's rows.
+    features : dict
+        ``Fbank`` settings; keys from ``FEATURE_KEYS`` (missing ones get defaults).
+    normalize : torch.nn.Module, optional
+        The ``InputNormalization`` used in training.
+    metadata : dict, optional
+        Free-form facts kept in ``config.json`` (language, corpus, metrics, ...).
+
+    Returns
+    -------
+    Path
+        The written folder.
+
+    Example
+    -------
+    >>> from speechbrain.nnet.linear import Linear
+    >>> from xlt_plugin.lobes.quartznet import QuartzNet
+    >>> enc = QuartzNet(input_size=40, preset="quartznet_tiny")
+    >>> tok = CTCTextEncoder()
+    >>> tok.update_from_iterable("ab ", sequence_input=False)
+    >>> tok.insert_blank(index=0)
+    >>> head = Linear(input_size=enc.output_size, n_neurons=len(tok))
+    >>> out = save_pretrained(getfixture("tmp_path") / "m", encoder=enc, head=head,
+    ...                       tokenizer=tok, features={"n_mels": 40})
+    >>> sorted(p.name for p in out.iterdir())  # doctest: +NORMALIZE_WHITESPACE
+    ['config.json', 'head.ckpt', 'hyperparams.yaml', 'model.ckpt',
+     'normalizer.ckpt', 'tokenizer.ckpt']
+    """
+    from speechbrain.processing.features import InputNormalization
+
+    if not hasattr(encoder, "config"):
+        raise TypeError(
+            f"{_qualified_name(encoder)} has no `config` dict, so the hub layout "
+            "cannot record how to rebuild it; use xlt_plugin.lobes.quartznet.QuartzNet "
+            "or give the encoder a `config` attribute."
+        )
+    n_rows = _head_rows(head)
+    if n_rows != len(tokenizer):
+        raise ValueError(
+            f"The head has {n_rows} rows but the tokenizer has {len(tokenizer)} "
+            "tokens: they must match one to one (blank included)."
+        )
+    if normalize is None:
+        normalize = InputNormalization(norm_type="sentence")
+    feats = {
+        "sample_rate": 16000,
+        "n_mels": 40,
+        "n_fft": 400,
+        "win_length": 25,
+        "hop_length": 10,
+        "f_min": 0,
+    }
+    unknown = set(features) - set(feats)
+    if unknown:
+        raise ValueError(
+            f"Unknown feature settings {sorted(unknown)}: use {FEATURE_KEYS}"
+        )
+    feats.update(features)
+    config = {
+        "format": "xlt_plugin/ctc-1",
+        "encoder_class": _qualified_name(encoder),
+        "encoder_config": dict(encoder.config),
+        "encoder_output_size": int(encoder.output_size),
+        "features": feats,
+        "normalize": {"norm_type": getattr(normalize, "norm_type", "sentence")},
+        "n_tokens": n_rows,
+        "blank_index": int(tokenizer.get_blank_index()),
+        "tokens": load_tokens(tokenizer),
+        "metadata": metadata or {},
+    }
+
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        torch.save(encoder.state_dict(), tmp / ENCODER_FILE)
+        torch.save(head.state_dict(), tmp / HEAD_FILE)
+        normalize._save(tmp / NORMALIZER_FILE)
+        tokenizer.save(tmp / TOKENS_FILE)
+        (tmp / CONFIG_FILE).write_text(
+            json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+        (tmp / "hyperparams.yaml").write_text(render_hyperparams(config), "utf-8")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _head_rows(head: torch.nn.Module) -> int:
+    weight = head.w.weight if hasattr(head, "w") else head.weight
+    return int(weight.shape[0])
+
+
+def _fetch(source: str | os.PathLike, filename: str, savedir: str | None) -> Path:
+    """Local path of ``source/filename``; a hub id is fetched through SpeechBrain."""
+    source = str(source)
+    if source.endswith(".nemo"):
+        raise NotImplementedError(
+            f"{source}: importing NeMo .nemo checkpoints is not supported yet. "
+            + _HOW_TO_MAKE_ONE
+        )
+    local = Path(source)
+    if local.is_dir():
+        path = local / filename
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} is missing: {source} is not a complete pretrained model "
+                f"folder. {_HOW_TO_MAKE_ONE}"
+            )
+        return path
+    looks_like_hub_id = source.count("/") == 1 and not local.exists()
+    if not looks_like_hub_id or source.startswith((".", "/", "~")):
+        raise FileNotFoundError(
+            f"pretrained_path {source!r} does not exist. {_HOW_TO_MAKE_ONE}"
+        )
+    from speechbrain.utils.fetching import fetch
+
+    try:
+        return Path(fetch(filename, source=source, savedir=savedir))
+    except Exception as err:  # network, auth or missing file: say what was tried
+        raise FileNotFoundError(
+            f"Could not fetch {filename!r} of hub model {source!r} ({err}). "
+            "Is the machine online and the id right? " + _HOW_TO_MAKE_ONE
+        ) from err
+
+
+def read_config(source: str | os.PathLike, key: str | None = None) -> Any:
+    """Read ``config.json`` of a pretrained model (or one key of it).
+
+    Usable from YAML: ``n_mels: !apply:xlt_plugin.pretrained.read_config
+    [!ref <pretrained_path>, features.n_mels]`` (dotted keys go into sub-dicts).
+
+    Arguments
+    ---------
+    source : path or hub id
+        The pretrained model folder.
+    key : str, optional
+        A dotted key; the whole config when omitted.
+
+    Returns
+    -------
+    The value.
+    """
+    path = _fetch(source, CONFIG_FILE, None)
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if key is None:
+        return config
+    value: Any = config
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise KeyError(f"{path} has no key {key!r}")
+        value = value[part]
+    return value
+
+
+def build_encoder(source: str | os.PathLike) -> torch.nn.Module:
+    """Build the encoder architecture of a pretrained model, randomly initialised.
+
+    The weights come later (:func:`transfer_weights`), after the recipe has built
+    the rest of the model; a checkpoint recovery then overrides them on resume.
+
+    Arguments
+    ---------
+    source : path or hub id
+        The pretrained model folder.
+
+    Returns
+    -------
+    torch.nn.Module
+    """
+    config = read_config(source)
+    cls = _locate(config["encoder_class"])
+    return cls(**config["encoder_config"])
+
+
+@dataclass
+class PretrainedCTC:
+    """A loaded pretrained CTC model: its parts, its tokens and its config."""
+
+    encoder: torch.nn.Module
+    head: torch.nn.Module
+    normalize: torch.nn.Module
+    compute_features: torch.nn.Module
+    tokens: list[str]
+    blank_index: int
+    config: dict = field(default_factory=dict)
+
+    def log_probs(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> torch.Tensor:
+        """CTC log-probabilities ``[batch, frames, tokens]`` for a waveform batch."""
+        feats = self.compute_features(wavs)
+        feats = self.normalize(feats, wav_lens)
+        logits = self.head(self.encoder(feats, wav_lens))
+        return torch.log_softmax(logits, dim=-1)
+
+
+def load_pretrained(
+    source: str | os.PathLike, savedir: str | None = None
+) -> PretrainedCTC:
+    """Load a pretrained CTC model from a hub-layout folder (or a hub id).
+
+    Arguments
+    ---------
+    source : path or hub id
+        A folder written by :func:`save_pretrained` (a base recipe's
+        ``<output_folder>/model``), or a hub id (fails clearly when offline).
+    savedir : str, optional
+        Where fetched hub files are kept.
+
+    Returns
+    -------
+    PretrainedCTC
+    """
+    from speechbrain.lobes.features import Fbank
+    from speechbrain.nnet.linear import Linear
+    from speechbrain.processing.features import InputNormalization
+
+    config = read_config(source)
+    encoder = build_encoder(source)
+    _load_state(encoder, _fetch(source, ENCODER_FILE, savedir))
+    head = Linear(
+        input_size=config["encoder_output_size"], n_neurons=config["n_tokens"]
+    )
+    _load_state(head, _fetch(source, HEAD_FILE, savedir))
+    normalize = InputNormalization(norm_type=config["normalize"]["norm_type"])
+    normalize._load(_fetch(source, NORMALIZER_FILE, savedir))
+    tokens_path = _fetch(source, TOKENS_FILE, savedir)
+    tokenizer = CTCTextEncoder()
+    tokenizer.load(tokens_path)
+    tokens = load_tokens(tokenizer)
+    if len(tokens) != config["n_tokens"]:
+        raise ValueError(
+            f"{tokens_path} lists {len(tokens)} tokens but the head in "
+            f"{source}/{HEAD_FILE} has {config['n_tokens']} rows."
+        )
+    feats = {k: config["features"][k] for k in FEATURE_KEYS}
+    return PretrainedCTC(
+        encoder=encoder.eval(),
+        head=head.eval(),
+        normalize=normalize.eval(),
+        compute_features=Fbank(**feats),
+        tokens=tokens,
+        blank_index=config["blank_index"],
+        config=config,
+    )
+
+
+def _load_state(module: torch.nn.Module, path: Path) -> None:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise RuntimeError(
+            f"{path} does not fit the {_qualified_name(module)} built for it: {err}. "
+            "The recipe's architecture must be the pretrained model's; in a transfer "
+            "YAML build it with !apply:xlt_plugin.pretrained.build_encoder."
+        ) from err
+
+
+def transfer_weights(
+    source: str | os.PathLike,
+    *,
+    encoder: torch.nn.Module,
+    head: torch.nn.Module,
+    target_tokens: Any,
+    strategy: str = "exact",
+    normalize: torch.nn.Module | None = None,
+    savedir: str | None = None,
+    report_path: str | os.PathLike | None = None,
+):
+    """Start a target model from a pretrained one: encoder copied, head remapped.
+
+    The encoder (and normaliser) weights are copied as they are; the head is
+    remapped to the target tokens with :class:`xlt_plugin.remap.RemapHeadHook`, the
+    same hook a YAML-only recipe plugs into SpeechBrain's ``Pretrainer``. All
+    modules are filled in place.
+
+    Arguments
+    ---------
+    source : path or hub id
+        The pretrained model.
+    encoder, head : torch.nn.Module
+        The target model's parts (head sized for the target tokens).
+    target_tokens : CTCTextEncoder, list or path
+        The target inventory; row ``i`` of ``head`` is its token ``i``.
+    strategy : str
+        Remap strategy chain, e.g. ``"exact,fold"`` (see ``xlt_plugin.remap``).
+    normalize : torch.nn.Module, optional
+        The target's ``InputNormalization``.
+    savedir : str, optional
+        Where fetched hub files are kept.
+    report_path : path, optional
+        Where the remap report is written as JSON.
+
+    Returns
+    -------
+    RemapReport
+    """
+    from xlt_plugin.remap import RemapHeadHook
+
+    _load_state(encoder, _fetch(source, ENCODER_FILE, savedir))
+    if normalize is not None:
+        normalize._load(_fetch(source, NORMALIZER_FILE, savedir))
+    hook = RemapHeadHook(
+        source_tokens=str(_fetch(source, TOKENS_FILE, savedir)),
+        target_tokens=target_tokens,
+        strategy=strategy,
+        source_blank=read_config(source, "blank_index"),
+        target_blank=_blank_of(target_tokens),
+        report_path=report_path,
+    )
+    hook(head, _fetch(source, HEAD_FILE, savedir))
+    return hook.report
+
+
+def _blank_of(tokens: Any) -> int:
+    if isinstance(tokens, CTCTextEncoder):
+        return int(tokens.get_blank_index())
+    return 0

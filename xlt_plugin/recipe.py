@@ -1,0 +1,227 @@
+"""The steps every recipe's ``train.py`` takes, each one function.
+
+A recipe reads as SpeechBrain's do: load the YAML, prepare data, build tokens and
+datasets, build the Brain, fit, test, and (for base models) write the model in hub
+layout. The choices live in the YAML; these functions only wire them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from pathlib import Path
+
+import speechbrain as sb
+import torch
+from hyperpyyaml import load_hyperpyyaml
+
+from xlt_plugin.brain import CTCTransferBrain
+
+logger = logging.getLogger(__name__)
+
+#: What to tell a user who did not give a required path.
+PLACEHOLDER_HINTS = {
+    "data_folder": (
+        "a Common Voice locale folder (train.tsv, dev.tsv, test.tsv, clips/). "
+        "Make a synthetic one with `xlt synth --lang es --out data/es "
+        "--utterances 600`, or download a release from commonvoice.mozilla.org."
+    ),
+    "pretrained_path": (
+        "a pretrained model folder in hub layout. Train one with "
+        "`python recipes/EnglishBase/train.py "
+        "recipes/EnglishBase/hparams/quartznet_small.yaml --data_folder=...` "
+        "(it writes <output_folder>/model/), or give an `xlt export` folder."
+    ),
+}
+
+
+def _placeholders(yaml_text: str) -> list[str]:
+    return re.findall(r"^(\w+):\s*!PLACEHOLDER", yaml_text, flags=re.MULTILINE)
+
+
+def load_recipe(argv: list[str] | None = None) -> tuple[dict, dict, str]:
+    """Parse the command line and load the recipe YAML, SpeechBrain style.
+
+    Arguments
+    ---------
+    argv : list of str, optional
+        ``hparams.yaml --key=value ...``; ``sys.argv[1:]`` when omitted.
+
+    Returns
+    -------
+    (hparams, run_opts, hparams_file)
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    yaml_text = Path(hparams_file).read_text(encoding="utf-8")
+    given = set(re.findall(r"^(\w+):", overrides or "", flags=re.MULTILINE))
+    missing = [k for k in _placeholders(yaml_text) if k not in given]
+    if missing:
+        hints = "\n".join(
+            f"  --{k}=...  {PLACEHOLDER_HINTS.get(k, 'required by ' + hparams_file)}"
+            for k in missing
+        )
+        raise SystemExit(f"{hparams_file} needs:\n{hints}")
+    sb.utils.distributed.ddp_init_group(run_opts)
+    hparams = load_hyperpyyaml(yaml_text, overrides)
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides,
+    )
+    return hparams, run_opts, hparams_file
+
+
+def common_voice_data(hparams: dict) -> tuple:
+    """Prepare a Common Voice folder, build the tokens and the datasets.
+
+    Preparation runs on the main process only (DDP); it is skipped when its
+    manifests are up to date.
+
+    Arguments
+    ---------
+    hparams : dict
+        ``data_folder``, ``save_folder``, ``language``, ``train_csv``,
+        ``valid_csv``, ``test_csv``, optional ``max_duration``, ``skip_prep``.
+
+    Returns
+    -------
+    (tokenizer, datasets)
+    """
+    from speechbrain.utils.distributed import run_on_main
+
+    from xlt_plugin.data.commonvoice import prepare_common_voice
+    from xlt_plugin.data.pipeline import build_tokenizer, make_datasets
+
+    run_on_main(
+        prepare_common_voice,
+        kwargs={
+            "data_folder": hparams["data_folder"],
+            "save_folder": hparams["save_folder"],
+            "language": hparams["language"],
+            "max_duration": hparams.get("max_duration"),
+            "skip_prep": hparams.get("skip_prep", False),
+        },
+    )
+    csvs = [hparams["train_csv"], hparams["valid_csv"], hparams["test_csv"]]
+    tokenizer = build_tokenizer(csvs, Path(hparams["save_folder"]) / "tokenizer.ckpt")
+    return tokenizer, make_datasets(hparams, tokenizer)
+
+
+def make_brain(hparams: dict, run_opts: dict, tokenizer) -> CTCTransferBrain:
+    """Build the model for the target tokens and the ``CTCTransferBrain``.
+
+    ``hparams["head"]`` may be a partial (``!name:speechbrain.nnet.linear.Linear``):
+    its ``n_neurons`` is then the tokenizer's size, known only once the data is
+    prepared, and its ``input_size`` (unless given) the encoder's ``output_size``.
+
+    Arguments
+    ---------
+    hparams : dict
+        The loaded YAML: ``encoder``, ``head``, optional ``normalize``,
+        ``opt_class``, ``checkpointer``.
+    run_opts : dict
+        SpeechBrain run options.
+    tokenizer : CTCTextEncoder
+        The target token inventory.
+
+    Returns
+    -------
+    CTCTransferBrain
+    """
+    head = hparams["head"]
+    if not isinstance(head, torch.nn.Module):  # a class or a partial of one
+        sizes = {"n_neurons": len(tokenizer)}
+        if "input_size" not in getattr(head, "keywords", {}):
+            sizes["input_size"] = hparams["encoder"].output_size
+        head = head(**sizes)
+        hparams["head"] = head
+    modules = {"encoder": hparams["encoder"], "head": head}
+    if hparams.get("normalize") is not None:
+        modules["normalize"] = hparams["normalize"]
+    return CTCTransferBrain(
+        modules=modules,
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams.get("checkpointer"),
+        tokenizer=tokenizer,
+    )
+
+
+def fit_and_test(brain: CTCTransferBrain, datasets: dict, hparams: dict) -> dict:
+    """Train (resuming if a checkpoint exists), then test the best checkpoint.
+
+    Arguments
+    ---------
+    brain : CTCTransferBrain
+    datasets : dict
+        From :func:`xlt_plugin.data.pipeline.make_datasets`.
+    hparams : dict
+
+    Returns
+    -------
+    dict
+        Test stats per test set name.
+    """
+    brain.fit(
+        hparams["epoch_counter"],
+        datasets["train"],
+        datasets["valid"],
+        train_loader_kwargs=hparams.get("train_dataloader_opts", {}),
+        valid_loader_kwargs=hparams.get("valid_dataloader_opts", {}),
+    )
+    results = {}
+    for name, test_set in datasets["test"].items():
+        brain.eval_tag = name
+        brain.evaluate(
+            test_set,
+            min_key="CER",
+            test_loader_kwargs=dict(hparams.get("test_dataloader_opts", {})),
+        )
+        results[name] = {
+            "CER": brain.cer_metric.summarize("error_rate"),
+            "WER": brain.wer_metric.summarize("error_rate"),
+        }
+    brain.eval_tag = None
+    return results
+
+
+def export_model(brain: CTCTransferBrain, hparams: dict, metadata: dict | None = None):
+    """Write the (best-checkpoint) model to ``<output_folder>/model`` in hub layout.
+
+    Arguments
+    ---------
+    brain : CTCTransferBrain
+        After :func:`fit_and_test` (which loaded the best checkpoint).
+    hparams : dict
+    metadata : dict, optional
+        Kept in ``config.json`` (language, corpus, test metrics, ...).
+
+    Returns
+    -------
+    Path or None
+        The model folder (None on non-main DDP processes).
+    """
+    from xlt_plugin.pretrained import save_pretrained
+
+    if not sb.utils.distributed.if_main_process():
+        return None
+    modules = brain.modules
+    encoder = modules.encoder
+    if isinstance(encoder, torch.nn.parallel.DistributedDataParallel):
+        encoder = encoder.module
+    feature_keys = ("sample_rate", "n_mels", "n_fft", "win_length", "hop_length")
+    features = {k: hparams[k] for k in feature_keys if k in hparams}
+    out = save_pretrained(
+        Path(hparams["output_folder"]) / "model",
+        encoder=encoder,
+        head=modules.head,
+        tokenizer=brain.tokenizer,
+        features=features,
+        normalize=modules["normalize"] if "normalize" in modules else None,
+        metadata=metadata,
+    )
+    logger.info("Model written to %s (a pretrained_path for transfers).", out)
+    return out

@@ -1,0 +1,934 @@
+"""Source -> target token maps and the CTC head remap.
+
+When a pretrained CTC model moves to a new alphabet, its output layer (the
+"head": one row per token, blank included) must change size. NeMo's
+``change_vocabulary`` and HuggingFace re-initialise every row, and SpeechBrain
+refuses to load a head of another size. This module keeps what the source
+model already knows: each target token starts from the row of the source token
+it corresponds to (copied), or from the mean of several source rows
+(averaged); the blank row is kept; only tokens with no counterpart are freshly
+initialised.
+
+Strategies (composed in order, each a fallback for tokens the earlier ones
+left unmapped, e.g. ``"exact,fold"``):
+
+* ``none``: only blank -> blank; every other row fresh (the ablation, what
+  NeMo/HF do). Cannot be combined with other strategies.
+* ``exact``: the same string.
+* ``fold``: Unicode NFKD, combining marks stripped, a few letters NFKD keeps
+  whole spelled out (æ->ae, œ->oe, ø->o, ł->l, đ/ð->d, þ->th, ı->i), case
+  folded, then looked up whole: 'á'->'a', 'Ä'->'a'; a one-character token
+  whose fold is several letters averages them: 'ß'->'s','s'.
+* ``translit``: Cyrillic <-> Latin. Cyrillic -> Latin follows BGN/PCGN
+  without diacritics (ё->yo, й/ы->y, х->kh, ц->ts, щ->shch, ...); a token whose
+  romanisation is several letters starts from the mean of EVERY letter's row,
+  repeats kept ('щ' -> s, h, c, h). 'ь'/'ъ' -> the apostrophe if the source has
+  one, else fresh (inside a longer token they are then dropped). Latin ->
+  Cyrillic (a Russian source for an English target) inverts the one-letter
+  entries of that table (y->й) and reads the letters it lacks the English way
+  (c/q->к, h->х, j->д,ж, w->в, x->к,с); the apostrophe -> 'ь'.
+* ``opencc``: Simplified <-> Traditional / Hong Kong characters with OpenCC:
+  a target token is converted with hk2s, t2s, s2hk, s2t, tw2s, s2tw in that
+  order and the first conversion found in the source wins ('們' <- '们');
+  multi-character results average.
+* ``pieces``: the target token is tiled with the fewest source tokens (the
+  longest source pieces, or its characters for a character source) and starts
+  from their mean; the SentencePiece word marker '▁' (and ' ') becomes the
+  source's boundary token ('▁', ' ' or '|') when no source piece covers it,
+  and is dropped when the source has none.
+
+All strategies but ``exact`` look a rewritten string up whole, then tiled as
+above, exactly and then case-insensitively. No target token except the blank
+ever starts from the source blank row.
+
+Authors
+ * xlt_plugin contributors 2025
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import logging
+import os
+import re
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from xlt_plugin.tokens import is_han, load_tokens
+
+logger = logging.getLogger(__name__)
+
+KNOWN_STRATEGIES = ("none", "exact", "fold", "translit", "opencc", "pieces")
+BOUNDARY_TOKENS = ("▁", " ", "|")
+_SPECIAL = re.compile(r"^<[^<>]+>$")
+
+_FOLD_EXTRA = str.maketrans(
+    {"æ": "ae", "œ": "oe", "ø": "o", "ł": "l", "đ": "d", "ð": "d", "þ": "th", "ı": "i"}
+)
+_CYR2LAT = {
+    "а": "a", "б": "b", "в": "v", "г": "g", "д": "d", "е": "e", "ё": "yo",
+    "ж": "zh", "з": "z", "и": "i", "й": "y", "к": "k", "л": "l", "м": "m",
+    "н": "n", "о": "o", "п": "p", "р": "r", "с": "s", "т": "t", "у": "u",
+    "ф": "f", "х": "kh", "ц": "ts", "ч": "ch", "ш": "sh", "щ": "shch",
+    "ъ": "'", "ы": "y", "ь": "'", "э": "e", "ю": "yu", "я": "ya",
+    "і": "i", "ї": "yi", "є": "ye", "ґ": "g", "ў": "w",
+}  # fmt: skip
+_LAT2CYR = {
+    "a": "а", "b": "б", "c": "к", "d": "д", "e": "е", "f": "ф", "g": "г",
+    "h": "х", "i": "и", "j": "дж", "k": "к", "l": "л", "m": "м", "n": "н",
+    "o": "о", "p": "п", "q": "к", "r": "р", "s": "с", "t": "т", "u": "у",
+    "v": "в", "w": "в", "x": "кс", "y": "й", "z": "з", "'": "ь",
+}  # fmt: skip
+_SIGNS = ("ь", "ъ")
+_OPENCC_CONFIGS = ("hk2s", "t2s", "s2hk", "s2t", "tw2s", "s2tw")
+
+
+def fold(text: str) -> str:
+    """Accent- and case-insensitive key of a string (the ``fold`` strategy).
+
+    Arguments
+    ---------
+    text : str
+        Token.
+
+    Returns
+    -------
+    str
+        NFKD, combining marks removed, æ/œ/ø/ł/đ/ð/þ/ı spelled out, case folded.
+
+    Example
+    -------
+    >>> fold("Á"), fold("ß"), fold("ñ"), fold("Æ")
+    ('a', 'ss', 'n', 'ae')
+    """
+    decomposed = unicodedata.normalize("NFKD", text)
+    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return stripped.casefold().translate(_FOLD_EXTRA)
+
+
+def parse_strategy(strategy: str | Sequence[str]) -> list[str]:
+    """Split a strategy spec ("exact,fold" or a list) into checked names.
+
+    Arguments
+    ---------
+    strategy : str or sequence of str
+        Comma-separated names, or a list of names.
+
+    Returns
+    -------
+    list of str
+        The strategy names in order.
+
+    Example
+    -------
+    >>> parse_strategy("exact, fold")
+    ['exact', 'fold']
+    """
+    names = strategy.split(",") if isinstance(strategy, str) else list(strategy)
+    names = [str(n).strip().lower() for n in names if str(n).strip()]
+    if not names:
+        raise ValueError(f"empty remap strategy; known: {', '.join(KNOWN_STRATEGIES)}")
+    unknown = [n for n in names if n not in KNOWN_STRATEGIES]
+    if unknown:
+        raise ValueError(
+            f"unknown remap strateg{'ies' if len(unknown) > 1 else 'y'} "
+            f"{', '.join(map(repr, unknown))}; known: {', '.join(KNOWN_STRATEGIES)}"
+        )
+    if "none" in names and len(names) > 1:
+        raise ValueError("remap strategy 'none' (all fresh) cannot be combined")
+    if len(set(names)) != len(names):
+        raise ValueError(f"remap strategy {names} names a strategy twice")
+    return names
+
+
+def _blank_index(index: int, n: int, what: str) -> int:
+    """Normalise a possibly negative blank index and check it is in range."""
+    if not isinstance(index, int) or not -n <= index < n:
+        raise ValueError(f"{what} blank index {index!r} is outside 0..{n - 1}")
+    return index % n
+
+
+class _SourceIndex:
+    """Lookups of strings in the source inventory (the blank excluded)."""
+
+    def __init__(self, tokens: Sequence[str], blank: int):
+        self.tokens = tokens
+        self.exact: dict[str, int] = {}
+        self.caseless: dict[str, int] = {}
+        self.folded: dict[str, int] = {}
+        for i, tok in enumerate(tokens):
+            if i == blank:
+                continue
+            self.exact.setdefault(tok, i)
+        # Own-case entries first, so "a" beats "A" for the caseless key "a".
+        for tok, i in self.exact.items():
+            if tok.casefold() == tok:
+                self.caseless.setdefault(tok, i)
+        for tok, i in self.exact.items():
+            self.caseless.setdefault(tok.casefold(), i)
+            self.folded.setdefault(fold(tok), i)
+        self.boundary = next(
+            (self.exact[b] for b in BOUNDARY_TOKENS if b in self.exact), None
+        )
+        self.longest = max((len(t) for t in self.exact), default=1)
+
+    def _tile(self, text: str, table: dict[str, int]) -> list[int] | None:
+        """Fewest source tokens that spell ``text`` (special tokens skipped)."""
+        n = len(text)
+        best: list[tuple[int, list[int]] | None] = [None] * (n + 1)
+        best[0] = (0, [])
+        for i in range(n):
+            if best[i] is None:
+                continue
+            cost, path = best[i]
+            steps = []
+            for j in range(min(n, i + self.longest), i, -1):
+                idx = table.get(text[i:j])
+                if idx is not None and not _SPECIAL.match(self.tokens[idx]):
+                    steps.append((j, [idx]))
+            if text[i] in BOUNDARY_TOKENS:
+                marker = [] if self.boundary is None else [self.boundary]
+                steps.append((i + 1, marker))
+            for j, add in steps:
+                if best[j] is None or cost + 1 < best[j][0]:
+                    best[j] = (cost + 1, path + add)
+        return best[n][1] if best[n] is not None and best[n][1] else None
+
+    def resolve(self, text: str) -> list[int] | None:
+        """Whole match, else tiling, first exact then case-insensitive."""
+        if not text:
+            return None
+        if text in self.exact:
+            return [self.exact[text]]
+        return self._tile(text, self.exact) or self._tile(
+            text.casefold(), self.caseless
+        )
+
+
+def _map_exact(token: str, src: _SourceIndex) -> list[int] | None:
+    return [src.exact[token]] if token in src.exact else None
+
+
+def _map_fold(token: str, src: _SourceIndex) -> list[int] | None:
+    key = fold(token)
+    if key in src.folded:
+        return [src.folded[key]]
+    # Only a one-character token may spread over letters ('ß' -> 's', 's');
+    # spelling out longer tokens is the job of `pieces`.
+    return src.resolve(key) if len(token) == 1 else None
+
+
+def _map_translit(token: str, src: _SourceIndex) -> list[int] | None:
+    low = token.lower()
+    letters = [c for c in low if c.isalpha()]
+    if letters and all(c in _CYR2LAT for c in letters):
+        if low in _SIGNS:
+            return src.resolve("'")
+        keep_signs = "'" in src.exact
+        table = {
+            c: ("" if c in _SIGNS and not keep_signs else r)
+            for c, r in _CYR2LAT.items()
+        }
+        return src.resolve("".join(table.get(c, c) for c in low))
+    if (letters and all(c in _LAT2CYR for c in letters)) or low == "'":
+        return src.resolve("".join(_LAT2CYR.get(c, c) for c in low))
+    return None
+
+
+@functools.cache
+def _opencc(config: str):
+    import opencc
+
+    return opencc.OpenCC(config)
+
+
+def _map_opencc(token: str, src: _SourceIndex) -> list[int] | None:
+    if not any(is_han(c) for c in token):
+        return None
+    for config in _OPENCC_CONFIGS:
+        converted = _opencc(config).convert(token)
+        if converted != token:
+            found = src.resolve(converted)
+            if found:
+                return found
+    return None
+
+
+def _map_pieces(token: str, src: _SourceIndex) -> list[int] | None:
+    return src.resolve(token)
+
+
+_STRATEGIES: dict[str, Callable[[str, _SourceIndex], list[int] | None]] = {
+    "exact": _map_exact,
+    "fold": _map_fold,
+    "translit": _map_translit,
+    "opencc": _map_opencc,
+    "pieces": _map_pieces,
+}
+
+
+@dataclass
+class TokenMap:
+    """Where each target token starts from.
+
+    Arguments
+    ---------
+    sources : list of list of int
+        Per target token, the source rows it starts from (their mean);
+        empty = freshly initialised.
+    how : list of str or None
+        Per target token, the strategy that mapped it ("blank" for the blank),
+        None if fresh.
+    n_source : int
+        Number of source tokens (rows of the source head).
+    source_blank : int
+        Source blank index (non-negative).
+    target_blank : int
+        Target blank index (non-negative).
+
+    Example
+    -------
+    >>> m = token_map(["<blank>", "a"], ["<blank>", "a", "b"])
+    >>> m.sources, m.how
+    ([[0], [1], []], ['blank', 'exact', None])
+    """
+
+    sources: list[list[int]]
+    how: list[str | None]
+    n_source: int
+    source_blank: int = 0
+    target_blank: int = 0
+
+    @property
+    def n_target(self) -> int:
+        """Number of target tokens."""
+        return len(self.sources)
+
+
+def token_map(
+    source_tokens: Sequence[str],
+    target_tokens: Sequence[str],
+    strategy: str | Sequence[str] = "exact",
+    source_blank: int = 0,
+    target_blank: int = 0,
+) -> TokenMap:
+    """Map every target token to the source token rows it starts from.
+
+    Arguments
+    ---------
+    source_tokens : sequence of str
+        Source inventory (index = source head row).
+    target_tokens : sequence of str
+        Target inventory (index = target head row).
+    strategy : str or sequence of str
+        Strategy names in order of preference, e.g. "exact,fold" (see the
+        module docstring); each maps only tokens the earlier ones left.
+    source_blank : int
+        Blank index in the source (negative counts from the end: -1 for
+        NeMo's blank-last layout).
+    target_blank : int
+        Blank index in the target.
+
+    Returns
+    -------
+    TokenMap
+        Sources and strategy per target token.
+
+    Example
+    -------
+    >>> src = ["<blank>", " ", "a", "n", "s"]
+    >>> m = token_map(src, ["<blank>", "a", "ñ", "ß", "ü"], "exact,fold")
+    >>> m.sources
+    [[0], [2], [3], [4, 4], []]
+    >>> m.how
+    ['blank', 'exact', 'fold', 'fold', None]
+    """
+    names = parse_strategy(strategy)
+    source_tokens, target_tokens = list(source_tokens), list(target_tokens)
+    if not source_tokens or not target_tokens:
+        raise ValueError(
+            f"token lists must be non-empty (source: {len(source_tokens)}, "
+            f"target: {len(target_tokens)} tokens)"
+        )
+    sb = _blank_index(source_blank, len(source_tokens), "source")
+    tb = _blank_index(target_blank, len(target_tokens), "target")
+    src = _SourceIndex(source_tokens, sb)
+
+    sources: list[list[int]] = []
+    how: list[str | None] = []
+    for t, token in enumerate(target_tokens):
+        if t == tb:
+            sources.append([sb])
+            how.append("blank")
+            continue
+        found, used = [], None
+        for name in names:
+            if name == "none":
+                break
+            found = _STRATEGIES[name](token, src) or []
+            if found:
+                used = name
+                break
+        if sb in found:  # unreachable by construction; guards the contract
+            raise AssertionError(f"token {token!r} mapped to the source blank")
+        sources.append(found)
+        how.append(used)
+    return TokenMap(sources, how, len(source_tokens), sb, tb)
+
+
+@dataclass
+class RemapReport:
+    """What a remap did, for logs and for the study's tables.
+
+    ``blank + copied + averaged + fresh == n_target`` and
+    ``sum(by_strategy.values()) == n_target`` (by_strategy counts "blank"
+    and "fresh" too).
+
+    Arguments
+    ---------
+    n_source : int
+        Source tokens.
+    n_target : int
+        Target tokens.
+    strategy : str
+        The strategy spec, comma-joined.
+    blank : int
+        Blank rows kept (1).
+    copied : int
+        Target tokens copied from one source row.
+    averaged : int
+        Target tokens averaged over several source rows.
+    fresh : int
+        Freshly initialised target tokens.
+    by_strategy : dict
+        Count per strategy name (plus "blank" and "fresh").
+    fresh_tokens : list of str
+        The fresh target tokens.
+    averaged_tokens : list of dict
+        {"token", "sources" (source token strings), "how"} per averaged token.
+
+    Example
+    -------
+    >>> rep = RemapReport.from_map(
+    ...     token_map(["<blank>", "s"], ["<blank>", "ß", "x"], "exact,fold"),
+    ...     ["<blank>", "s"], ["<blank>", "ß", "x"], "exact,fold")
+    >>> rep.averaged, rep.fresh, rep.fresh_tokens
+    (1, 1, ['x'])
+    """
+
+    n_source: int
+    n_target: int
+    strategy: str
+    blank: int
+    copied: int
+    averaged: int
+    fresh: int
+    by_strategy: dict[str, int] = field(default_factory=dict)
+    fresh_tokens: list[str] = field(default_factory=list)
+    averaged_tokens: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def from_map(
+        cls,
+        tmap: TokenMap,
+        source_tokens: Sequence[str],
+        target_tokens: Sequence[str],
+        strategy: str | Sequence[str],
+    ) -> RemapReport:
+        """Summarise a :class:`TokenMap`.
+
+        Arguments
+        ---------
+        tmap : TokenMap
+            The map.
+        source_tokens : sequence of str
+            Source inventory.
+        target_tokens : sequence of str
+            Target inventory.
+        strategy : str or sequence of str
+            The strategy spec used.
+
+        Returns
+        -------
+        RemapReport
+            The summary.
+        """
+        by: dict[str, int] = {}
+        copied = averaged = fresh = 0
+        fresh_tokens, averaged_tokens = [], []
+        for t, (srcs, how) in enumerate(zip(tmap.sources, tmap.how, strict=True)):
+            key = how or "fresh"
+            by[key] = by.get(key, 0) + 1
+            if how == "blank":
+                continue
+            if not srcs:
+                fresh += 1
+                fresh_tokens.append(target_tokens[t])
+            elif len(srcs) == 1:
+                copied += 1
+            else:
+                averaged += 1
+                averaged_tokens.append(
+                    {
+                        "token": target_tokens[t],
+                        "sources": [source_tokens[s] for s in srcs],
+                        "how": how,
+                    }
+                )
+        return cls(
+            n_source=tmap.n_source,
+            n_target=tmap.n_target,
+            strategy=",".join(parse_strategy(strategy)),
+            blank=by.get("blank", 0),
+            copied=copied,
+            averaged=averaged,
+            fresh=fresh,
+            by_strategy=by,
+            fresh_tokens=fresh_tokens,
+            averaged_tokens=averaged_tokens,
+        )
+
+    def as_dict(self) -> dict:
+        """JSON-serialisable dict of every field.
+
+        Returns
+        -------
+        dict
+            The report.
+        """
+        return asdict(self)
+
+    def __str__(self) -> str:
+        def some(items: list[str], limit: int = 20) -> str:
+            more = f", ... (+{len(items) - limit})" if len(items) > limit else ""
+            return ", ".join(items[:limit]) + more
+
+        strategies = ", ".join(
+            f"{k} {v}"
+            for k, v in self.by_strategy.items()
+            if k not in ("blank", "fresh")
+        )
+        text = (
+            f"CTC head remap [{self.strategy}]: {self.n_target} target tokens from "
+            f"{self.n_source} source tokens: blank kept, {self.copied} copied, "
+            f"{self.averaged} averaged, {self.fresh} fresh"
+            f" (by strategy: {strategies or 'none'})."
+        )
+        if self.fresh_tokens:
+            text += f" Fresh: {some([repr(t) for t in self.fresh_tokens])}."
+        if self.averaged_tokens:
+            avg = [
+                f"{a['token']!r}<-{'+'.join(map(repr, a['sources']))}"
+                for a in self.averaged_tokens
+            ]
+            text += f" Averaged: {some(avg)}."
+        return text
+
+
+def remap_rows(
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    tmap: TokenMap,
+    fresh_weight: torch.Tensor,
+    fresh_bias: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Build the target head's parameters from the source head's (core logic).
+
+    Row ``t`` of the result is the mean of the source rows ``tmap.sources[t]``
+    (a copy when there is one), or ``fresh_weight[t]`` when there is none.
+    Rows are along dim 0, so Linear ([out, in]) and Conv1d ([out, in, 1])
+    weights both work. Inputs are not modified.
+
+    Arguments
+    ---------
+    weight : torch.Tensor
+        Source weight, ``[n_source, ...]``.
+    bias : torch.Tensor or None
+        Source bias ``[n_source]``.
+    tmap : TokenMap
+        The token map.
+    fresh_weight : torch.Tensor
+        Freshly initialised weight ``[n_target, ...]``.
+    fresh_bias : torch.Tensor or None
+        Freshly initialised bias ``[n_target]`` (None iff ``bias`` is None).
+
+    Returns
+    -------
+    weight : torch.Tensor
+        Target weight (new tensor, dtype/device of ``fresh_weight``).
+    bias : torch.Tensor or None
+        Target bias.
+
+    Example
+    -------
+    >>> tmap = TokenMap([[0], [1, 2], []], ["blank", "fold", None], 3)
+    >>> w, b = remap_rows(torch.eye(3), torch.arange(3.0), tmap,
+    ...                   torch.full((3, 3), 9.0), torch.full((3,), 9.0))
+    >>> w
+    tensor([[1.0000, 0.0000, 0.0000],
+            [0.0000, 0.5000, 0.5000],
+            [9.0000, 9.0000, 9.0000]])
+    >>> b
+    tensor([0.0000, 1.5000, 9.0000])
+    """
+    if weight.shape[0] != tmap.n_source:
+        raise ValueError(
+            f"source head has {weight.shape[0]} rows but the token map has "
+            f"{tmap.n_source} source tokens"
+        )
+    if fresh_weight.shape[0] != tmap.n_target:
+        raise ValueError(
+            f"target head has {fresh_weight.shape[0]} rows but the token map has "
+            f"{tmap.n_target} target tokens"
+        )
+    if weight.shape[1:] != fresh_weight.shape[1:]:
+        raise ValueError(
+            f"source rows have shape {tuple(weight.shape[1:])} but target rows "
+            f"{tuple(fresh_weight.shape[1:])}: the heads' input sizes differ"
+        )
+    if (bias is None) != (fresh_bias is None):
+        raise ValueError("one head has a bias and the other has none")
+
+    with torch.no_grad():
+        new_weight = fresh_weight.detach().clone()
+        new_bias = None if fresh_bias is None else fresh_bias.detach().clone()
+        weight = weight.detach().to(new_weight)
+        bias = None if bias is None else bias.detach().to(new_weight)
+        for t, srcs in enumerate(tmap.sources):
+            if not srcs:
+                continue
+            idx = torch.as_tensor(srcs, device=weight.device)
+            # A single source: index, no arithmetic, so the copy is bit-exact.
+            new_weight[t] = weight[srcs[0]] if len(srcs) == 1 else weight[idx].mean(0)
+            if new_bias is not None:
+                new_bias[t] = bias[srcs[0]] if len(srcs) == 1 else bias[idx].mean(0)
+    return new_weight, new_bias
+
+
+def _core_layer(head: torch.nn.Module) -> tuple[str, torch.nn.Module]:
+    """The one Linear or 1x1 Conv1d inside ``head`` (name, layer)."""
+    if not isinstance(head, torch.nn.Module):
+        raise TypeError(
+            f"CTC head must be a torch.nn.Module, got {type(head).__name__}"
+        )
+    kinds = (torch.nn.Linear, torch.nn.Conv1d)
+    found = [(n, m) for n, m in head.named_modules() if isinstance(m, kinds)]
+    if len(found) != 1:
+        raise TypeError(
+            f"CTC head {type(head).__name__} must hold exactly one Linear or 1x1 "
+            f"Conv1d layer, found {len(found)}: {[n or '<self>' for n, _ in found]}"
+        )
+    name, layer = found[0]
+    if isinstance(layer, torch.nn.Conv1d) and (
+        layer.kernel_size != (1,) or layer.groups != 1
+    ):
+        raise TypeError(
+            f"Conv1d head must have kernel_size 1 and groups 1, got "
+            f"kernel_size={layer.kernel_size}, groups={layer.groups}"
+        )
+    return name, layer
+
+
+def _fresh_layer(layer: torch.nn.Module, n_out: int) -> torch.nn.Module:
+    """A new layer like ``layer`` with ``n_out`` rows, initialised by torch."""
+    factory = {"device": layer.weight.device, "dtype": layer.weight.dtype}
+    has_bias = layer.bias is not None
+    if isinstance(layer, torch.nn.Linear):
+        fresh = torch.nn.Linear(layer.in_features, n_out, bias=has_bias, **factory)
+    else:
+        fresh = torch.nn.Conv1d(
+            layer.in_channels,
+            n_out,
+            kernel_size=1,
+            stride=layer.stride,
+            padding=layer.padding,
+            dilation=layer.dilation,
+            bias=has_bias,
+            padding_mode=layer.padding_mode,
+            **factory,
+        )
+    fresh.train(layer.training)
+    return fresh
+
+
+def _check_rows(n_rows: int, tokens: Sequence[str], what: str, where: str) -> None:
+    if n_rows != len(tokens):
+        raise ValueError(
+            f"{what} head has {n_rows} rows but {where} lists {len(tokens)} tokens; "
+            "the token file must list exactly one token per head row, blank included"
+        )
+
+
+def remap_ctc_head(
+    head: torch.nn.Module,
+    source_tokens,
+    target_tokens,
+    strategy: str | Sequence[str] = "exact",
+    blank_index: int = 0,
+    source_blank: int | None = None,
+    target_blank: int | None = None,
+) -> tuple[torch.nn.Module, RemapReport]:
+    """A new CTC head for the target inventory, started from ``head``.
+
+    Mapped rows (weight and bias) are copied, or averaged over several source
+    rows; the blank row is kept; the other rows come from a fresh layer of the
+    target size built the way torch builds the layer (its own
+    ``reset_parameters``). ``head`` is not modified.
+
+    Arguments
+    ---------
+    head : torch.nn.Module
+        ``torch.nn.Linear``, SpeechBrain ``Linear`` (``.w``), a 1x1
+        ``Conv1d`` (NeMo's decoder) or any module holding exactly one of them.
+    source_tokens : list of str, path, encoder or SentencePiece model
+        Source inventory (anything :func:`xlt_plugin.tokens.load_tokens` reads).
+    target_tokens : list of str, path, encoder or SentencePiece model
+        Target inventory.
+    strategy : str or sequence of str
+        Strategies in order, e.g. "exact,fold".
+    blank_index : int
+        Blank index of both inventories unless given separately.
+    source_blank : int, optional
+        Source blank index (-1: last, as NeMo).
+    target_blank : int, optional
+        Target blank index.
+
+    Returns
+    -------
+    head : torch.nn.Module
+        New head, same type, ``len(target_tokens)`` rows.
+    report : RemapReport
+        What was mapped and how.
+
+    Example
+    -------
+    >>> head = torch.nn.Linear(4, 3)
+    >>> new, report = remap_ctc_head(head, ["<blank>", "a", "b"], ["<blank>", "b", "é"],
+    ...                              strategy="exact,fold")
+    >>> new.weight.shape, report.copied, report.fresh
+    (torch.Size([3, 4]), 1, 1)
+    >>> torch.equal(new.weight[1], head.weight[2])
+    True
+    """
+    source_tokens = load_tokens(source_tokens)
+    target_tokens = load_tokens(target_tokens)
+    sb = blank_index if source_blank is None else source_blank
+    tb = blank_index if target_blank is None else target_blank
+    name, layer = _core_layer(head)
+    _check_rows(layer.weight.shape[0], source_tokens, "source", "source_tokens")
+    tmap = token_map(source_tokens, target_tokens, strategy, sb, tb)
+
+    fresh = _fresh_layer(layer, len(target_tokens))
+    weight, bias = remap_rows(layer.weight, layer.bias, tmap, fresh.weight, fresh.bias)
+
+    # Resize a copy in place rather than swap layers, so the head (and its
+    # core layer, subclasses included) keeps its exact type and settings.
+    new_head = copy.deepcopy(head)
+    new_layer = new_head.get_submodule(name)
+    new_layer.weight = torch.nn.Parameter(weight, layer.weight.requires_grad)
+    if bias is not None:
+        new_layer.bias = torch.nn.Parameter(bias, layer.bias.requires_grad)
+    if isinstance(new_layer, torch.nn.Linear):
+        new_layer.out_features = len(target_tokens)
+    else:
+        new_layer.out_channels = len(target_tokens)
+    return new_head, RemapReport.from_map(tmap, source_tokens, target_tokens, strategy)
+
+
+def _describe(tokens) -> str:
+    """Where a token inventory comes from, for error messages."""
+    if isinstance(tokens, (str, os.PathLike)):
+        return f"token file {tokens}"
+    if isinstance(tokens, (list, tuple)):
+        return f"the given list of {len(tokens)} tokens"
+    return f"the {type(tokens).__name__} object"
+
+
+class RemapHeadHook:
+    """Pretrainer hook that loads a source CTC head into a target-size head.
+
+    Give it to SpeechBrain's ``Pretrainer`` as ``custom_hooks: {head: ...}``:
+    the Pretrainer calls ``hook(obj, path)`` with the recipe's head module
+    (already built at the target size) and the source head checkpoint (the
+    ``torch.save``-d ``state_dict`` of a head of the same type). The hook
+    checks the checkpoint's rows against the source token file, remaps
+    (:func:`remap_rows`) and copies the result into ``obj`` in place, so the
+    recipe's modules and optimizer keep the same object. Rows without a
+    source keep ``obj``'s own initialisation. Tokens are read at call time, so
+    ``target_tokens`` may be the recipe's ``CTCTextEncoder`` that the recipe
+    fills from its data before ``pretrainer.load_collected()``.
+
+    A recipe uses it from YAML alone (``output_folder`` must exist, as
+    ``collect_in`` is created without parents):
+
+    .. code-block:: yaml
+
+        pretrained_dir: !PLACEHOLDER  # source model: head.ckpt, label_encoder.txt
+        output_folder: !PLACEHOLDER
+        n_tokens: 40  # target inventory size, blank included
+        label_encoder: !new:speechbrain.dataio.encoder.CTCTextEncoder
+        ctc_lin: !new:speechbrain.nnet.linear.Linear
+            input_size: 64
+            n_neurons: !ref <n_tokens>
+        pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
+            collect_in: !ref <output_folder>/pretrained
+            loadables:
+                head: !ref <ctc_lin>
+            paths:
+                head: !ref <pretrained_dir>/head.ckpt
+            custom_hooks:
+                head: !new:xlt_plugin.remap.RemapHeadHook
+                    source_tokens: !ref <pretrained_dir>/label_encoder.txt
+                    target_tokens: !ref <label_encoder>
+                    strategy: exact,fold
+                    source_blank: 0
+                    target_blank: 0
+                    report_path: !ref <output_folder>/remap_report.json
+
+    Arguments
+    ---------
+    source_tokens : path or list of str
+        The pretrained model's token file (anything ``load_tokens`` reads).
+    target_tokens : path, CTCTextEncoder, SentencePiece or list of str
+        The target inventory, read when the hook is called.
+    strategy : str or sequence of str
+        Remap strategies in order, e.g. "exact,fold".
+    source_blank : int
+        Source blank index (-1 for NeMo's blank-last).
+    target_blank : int
+        Target blank index.
+    report_path : str or path-like, optional
+        Where to write the :class:`RemapReport` as JSON.
+
+    Example
+    -------
+    >>> tmp = getfixture("tmpdir")
+    >>> src = torch.nn.Linear(8, 3)
+    >>> torch.save(src.state_dict(), tmp / "head.ckpt")
+    >>> hook = RemapHeadHook(["<blank>", "a", "o"], ["<blank>", "á", "b", "o"],
+    ...                      strategy="exact,fold")
+    >>> target = torch.nn.Linear(8, 4)
+    >>> hook(target, tmp / "head.ckpt")
+    >>> hook.report.copied, hook.report.fresh
+    (2, 1)
+    >>> torch.equal(target.weight[3], src.weight[2])
+    True
+    """
+
+    def __init__(
+        self,
+        source_tokens,
+        target_tokens,
+        strategy: str | Sequence[str] = "exact",
+        source_blank: int = 0,
+        target_blank: int = 0,
+        report_path: str | os.PathLike | None = None,
+    ):
+        parse_strategy(strategy)  # fail at YAML load time, not mid-recipe
+        self.source_tokens = source_tokens
+        self.target_tokens = target_tokens
+        self.strategy = strategy
+        self.source_blank = source_blank
+        self.target_blank = target_blank
+        self.report_path = report_path
+        self.report: RemapReport | None = None
+
+    def __call__(self, obj: torch.nn.Module, path: str | os.PathLike) -> None:
+        """Load the source head at ``path`` into ``obj`` through the remap.
+
+        Arguments
+        ---------
+        obj : torch.nn.Module
+            The target head (modified in place).
+        path : str or path-like
+            Source head checkpoint (a state_dict).
+        """
+        from speechbrain.utils.checkpoints import torch_patched_state_dict_load
+        from speechbrain.utils.distributed import if_main_process
+
+        source_tokens = load_tokens(self.source_tokens)
+        target_tokens = load_tokens(self.target_tokens)
+        if not target_tokens:
+            raise ValueError(
+                f"target tokens ({_describe(self.target_tokens)}) are empty: fill "
+                "the label encoder before pretrainer.load_collected()"
+            )
+        name, layer = _core_layer(obj)
+        try:
+            state = torch_patched_state_dict_load(path, "cpu")
+        except Exception as err:
+            raise ValueError(
+                f"cannot load the source head checkpoint {path}: {err}"
+            ) from err
+        if not isinstance(state, dict):
+            raise ValueError(f"source head checkpoint {path} is not a state_dict")
+
+        prefix = f"{name}." if name else ""
+        wkey = prefix + "weight"
+        if wkey not in state:
+            weights = [k for k in state if k.endswith("weight")]
+            if len(weights) != 1:
+                raise ValueError(
+                    f"source head checkpoint {path} has no {wkey!r} (keys: "
+                    f"{list(state)}); save the state_dict of a head of the same "
+                    f"type as the target ({type(obj).__name__})"
+                )
+            wkey = weights[0]
+        bkey = wkey[: -len("weight")] + "bias"
+        weight = state[wkey]
+        bias = state.get(bkey) if layer.bias is not None else None
+        if layer.bias is not None and bias is None:
+            raise ValueError(
+                f"the target head has a bias but checkpoint {path} has no {bkey!r}"
+            )
+        if weight.shape[0] != len(source_tokens):
+            raise ValueError(
+                f"source head checkpoint {path} has {weight.shape[0]} rows but "
+                f"{_describe(self.source_tokens)} lists {len(source_tokens)} tokens; "
+                "the token file must list one token per head row, blank included"
+            )
+        _check_rows(
+            layer.weight.shape[0],
+            target_tokens,
+            "target",
+            _describe(self.target_tokens),
+        )
+
+        tmap = token_map(
+            source_tokens,
+            target_tokens,
+            self.strategy,
+            self.source_blank,
+            self.target_blank,
+        )
+        try:
+            new_weight, new_bias = remap_rows(
+                weight, bias, tmap, layer.weight, layer.bias
+            )
+        except ValueError as err:
+            raise ValueError(
+                f"cannot remap checkpoint {path} into the head: {err}"
+            ) from err
+        with torch.no_grad():
+            layer.weight.copy_(new_weight)
+            if new_bias is not None:
+                layer.bias.copy_(new_bias)
+
+        self.report = RemapReport.from_map(
+            tmap, source_tokens, target_tokens, self.strategy
+        )
+        logger.info("%s", self.report)
+        # Every DDP process remaps its own copy; one writes the report.
+        if self.report_path is not None and if_main_process():
+            report_path = Path(self.report_path)
+            report_path.parent.mkdir(parents=True, exist_ok=True)
+            report_path.write_text(
+                json.dumps(self.report.as_dict(), ensure_ascii=False, indent=2) + "\n",
+                encoding="utf-8",
+            )
