@@ -64,7 +64,10 @@ def load_recipe(argv: list[str] | None = None) -> tuple[dict, dict, str]:
         )
         raise SystemExit(f"{hparams_file} needs:\n{hints}")
     sb.utils.distributed.ddp_init_group(run_opts)
-    hparams = load_hyperpyyaml(yaml_text, overrides)
+    try:
+        hparams = load_hyperpyyaml(yaml_text, overrides)
+    except FileNotFoundError as err:  # e.g. a pretrained_path that is not there
+        raise SystemExit(f"{hparams_file}: {err}") from None
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=hparams_file,

@@ -1,0 +1,115 @@
+"""Recipes run as users type them, in SpeechBrain's debug mode, on tiny corpora."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+CV = REPO / "recipes" / "CommonVoice"
+DEBUG = ["--debug", "--debug_batches=2", "--debug_epochs=1", "--noprogressbar"]
+
+
+def _run(args, cwd):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    return subprocess.run(
+        [sys.executable, *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def _assert_ok(proc):
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize("where", ["root", "recipe_folder"])
+def test_common_voice_xfer_from_both_paths(where, en_base, corpora, tmp_path):
+    out = tmp_path / "out"
+    args = [
+        f"--data_folder={corpora('es', 16)}",
+        f"--pretrained_path={en_base / 'model'}",
+        f"--output_folder={out}",
+        "--batch_size=4",
+        *DEBUG,
+    ]
+    if where == "root":
+        proc = _run([CV / "train.py", CV / "hparams" / "es_xfer.yaml", *args], REPO)
+    else:
+        proc = _run(["train.py", "hparams/es_xfer.yaml", *args], CV)
+    _assert_ok(proc)
+    stages = [json.loads(x)["stage"] for x in (out / "metrics.jsonl").open()]
+    assert stages == ["train", "valid", "test"]
+    assert (out / "model" / "hyperparams.yaml").is_file()
+    assert (out / "remap_report.json").is_file()
+
+
+@pytest.mark.parametrize("lang", ["es", "de", "ru"])
+def test_scratch_recipes_run(lang, corpora, tmp_path):
+    out = tmp_path / "out"
+    proc = _run(
+        [
+            CV / "train.py",
+            CV / "hparams" / f"{lang}_scratch.yaml",
+            f"--data_folder={corpora(lang, 12)}",
+            f"--output_folder={out}",
+            "--encoder_preset=quartznet_tiny",
+            "--batch_size=4",
+            *DEBUG,
+        ],
+        REPO,
+    )
+    _assert_ok(proc)
+    report = json.loads((out / "save" / "prep_report.json").read_text())
+    assert report["options"]["language"] == lang
+    assert sum(s["kept"] for s in report["splits"].values()) > 0
+
+
+@pytest.mark.parametrize("lang", ["de", "ru"])
+def test_xfer_recipes_run(lang, en_base, corpora, tmp_path):
+    out = tmp_path / "out"
+    proc = _run(
+        [
+            CV / "train.py",
+            CV / "hparams" / f"{lang}_xfer.yaml",
+            f"--data_folder={corpora(lang, 12)}",
+            f"--pretrained_path={en_base / 'model'}",
+            f"--output_folder={out}",
+            "--batch_size=4",
+            *DEBUG,
+        ],
+        REPO,
+    )
+    _assert_ok(proc)
+    report = json.loads((out / "remap_report.json").read_text())
+    # Russian starts from transliterated English letters, German folds umlauts.
+    assert report["by_strategy"].get("translit" if lang == "ru" else "fold", 0) > 0
+
+
+def test_missing_paths_say_how_to_make_them(tmp_path):
+    proc = _run([CV / "train.py", CV / "hparams" / "es_xfer.yaml"], REPO)
+    assert proc.returncode != 0
+    assert "--data_folder" in proc.stderr and "xlt synth" in proc.stderr
+    assert "--pretrained_path" in proc.stderr and "EnglishBase" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_pretrained_path_that_does_not_exist(corpora, tmp_path):
+    proc = _run(
+        [
+            CV / "train.py",
+            CV / "hparams" / "es_xfer.yaml",
+            f"--data_folder={corpora('es', 16)}",
+            f"--pretrained_path={tmp_path / 'nope'}",
+            f"--output_folder={tmp_path / 'out'}",
+        ],
+        REPO,
+    )
+    assert proc.returncode != 0
+    assert "does not exist" in proc.stderr and "EnglishBase" in proc.stderr
+    assert "Traceback" not in proc.stderr
