@@ -60,11 +60,13 @@ def test_scratch_recipes_run(lang, corpora, tmp_path):
             f"--output_folder={out}",
             "--encoder_preset=quartznet_tiny",
             "--batch_size=4",
+            f"--feature_cache={tmp_path / 'features'}",
             *DEBUG,
         ],
         REPO,
     )
     _assert_ok(proc)
+    assert list((tmp_path / "features").glob("*/*.pt")), "features were not cached"
     report = json.loads((out / "save" / "prep_report.json").read_text())
     assert report["options"]["language"] == lang
     assert sum(s["kept"] for s in report["splits"].values()) > 0

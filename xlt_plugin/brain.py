@@ -127,8 +127,11 @@ class CTCTransferBrain(sb.Brain):
     def compute_forward(self, batch, stage):
         """Waveforms -> CTC log-probabilities and relative lengths."""
         batch = batch.to(self.device)
-        wavs, wav_lens = batch.sig
-        feats = self.hparams.compute_features(wavs)
+        if hasattr(batch, "feats"):  # features cached by the data pipeline
+            feats, wav_lens = batch.feats
+        else:
+            wavs, wav_lens = batch.sig
+            feats = self.hparams.compute_features(wavs)
         if "normalize" in self.modules:
             feats = self.modules.normalize(feats, wav_lens)
         augment = getattr(self.hparams, "augmentation", None)

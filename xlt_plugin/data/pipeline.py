@@ -80,8 +80,60 @@ def build_tokenizer(
     return build_char_encoder(texts(), save_path=str(save_path))
 
 
+class FeatureCache:
+    """Features computed once per clip and kept on disk (fp16), shared by runs.
+
+    Decoding MP3 and computing filterbanks every epoch dominates the time of small
+    models on a CPU; with per-utterance normalisation the features of a clip never
+    change, so they are computed once. The cache folder is keyed by the feature
+    settings, so runs with other settings never read stale features.
+
+    Arguments
+    ---------
+    folder : path
+        Root of the cache (e.g. shared by every run of a study).
+    compute_features : callable
+        ``[1, samples] -> [1, frames, n_mels]`` (SpeechBrain's ``Fbank``).
+    settings : dict
+        The feature settings (they name the sub-folder).
+    sample_rate : int
+        Rate the clips are resampled to.
+    """
+
+    def __init__(self, folder, compute_features, settings: dict, sample_rate=16000):
+        import hashlib
+        import json
+
+        key = json.dumps(settings, sort_keys=True).encode()
+        self.folder = Path(folder) / hashlib.sha256(key).hexdigest()[:12]
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.compute_features = compute_features
+        self.sample_rate = sample_rate
+
+    def __call__(self, utt_id: str, wav: str) -> torch.Tensor:
+        """Features ``[frames, n_mels]`` (float32) of one clip."""
+        import os
+
+        path = self.folder / f"{utt_id}.pt"
+        if path.exists():
+            return torch.load(path, weights_only=True).float()
+        with torch.no_grad():
+            sig = load_audio(wav, self.sample_rate).unsqueeze(0)
+            feats = self.compute_features(sig)[0].half()
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        torch.save(feats, tmp)
+        os.replace(tmp, path)  # atomic: a killed run never leaves half a file
+        return feats.float()
+
+
+FEATURE_SETTINGS = ("sample_rate", "n_mels", "n_fft", "win_length", "hop_length")
+
+
 def make_datasets(hparams: dict, tokenizer: CTCTextEncoder) -> dict:
     """Train/valid/test ``DynamicItemDataset``s with ``sig``, ``tokens``, ``wrd``.
+
+    With ``feature_cache`` set (a folder), items carry cached ``feats`` instead of
+    ``sig`` (see :class:`FeatureCache`).
 
     Reads ``train_csv``, ``valid_csv``, ``test_csv`` from ``hparams`` (the test
     entry may be a list or dict of csvs, e.g. one per accent), sorts training data by
@@ -113,11 +165,23 @@ def make_datasets(hparams: dict, tokenizer: CTCTextEncoder) -> dict:
         yield wrd
         yield torch.LongTensor(tokenizer.encode_sequence(list(wrd)))
 
+    cache = None
+    if hparams.get("feature_cache"):
+        settings = {k: hparams[k] for k in FEATURE_SETTINGS if k in hparams}
+        cache = FeatureCache(
+            hparams["feature_cache"], hparams["compute_features"], settings, sample_rate
+        )
+
+        @sb.utils.data_pipeline.takes("id", "wav")
+        @sb.utils.data_pipeline.provides("feats")
+        def feature_pipeline(utt_id, wav):
+            return cache(utt_id, wav)
+
     def load(csv_file):
         ds = DynamicItemDataset.from_csv(csv_path=str(csv_file))
-        ds.add_dynamic_item(audio_pipeline)
+        ds.add_dynamic_item(feature_pipeline if cache else audio_pipeline)
         ds.add_dynamic_item(text_pipeline)
-        ds.set_output_keys(["id", "sig", "tokens", "wrd"])
+        ds.set_output_keys(["id", "feats" if cache else "sig", "tokens", "wrd"])
         return ds
 
     max_duration = hparams.get("max_duration")
