@@ -43,8 +43,11 @@ def test_common_voice_xfer_from_both_paths(where, en_base, corpora, tmp_path):
     else:
         proc = _run(["train.py", "hparams/es_xfer.yaml", *args], CV)
     _assert_ok(proc)
-    stages = [json.loads(x)["stage"] for x in (out / "metrics.jsonl").open()]
-    assert stages == ["train", "valid", "test"]
+    records = [json.loads(x) for x in (out / "metrics.jsonl").open()]
+    assert [r["stage"] for r in records] == ["test", "train", "valid", "test"]
+    # The first test line is the remapped model before fine-tuning (zero-shot).
+    assert records[0]["zero_shot"] and records[0]["epoch"] == 0
+    assert not records[-1]["zero_shot"] and records[-1]["epoch"] == 1
     assert (out / "model" / "hyperparams.yaml").is_file()
     assert (out / "remap_report.json").is_file()
 

@@ -114,7 +114,8 @@ class CTCTransferBrain(sb.Brain):
         self.nonfinite_skipped = 0
         self.nonfinite_in_a_row = 0
         self.steps_per_epoch = None
-        self.eval_tag = None
+        self.eval_tag = None  # name of the test set being evaluated
+        self.zero_shot = False  # evaluating the pretrained model as it is
         if self.checkpointer is not None:
             for name in ("head", "encoder", "normalize"):
                 if name in self.modules and name not in self.checkpointer.recoverables:
@@ -289,6 +290,45 @@ class CTCTransferBrain(sb.Brain):
         logger.info("Transferred from %s: %s", source, self.remap_report)
         return self.remap_report
 
+    def evaluate_zero_shot(self, test_sets: dict, loader_kwargs=None) -> dict:
+        """Test the pretrained model with its remapped head, before fine-tuning.
+
+        This is the paper's "zero-shot" row (and, for accents and domains, the
+        base model as it is). No checkpoint is loaded, even when one exists.
+
+        Arguments
+        ---------
+        test_sets : dict
+            Name -> dataset.
+        loader_kwargs : dict, optional
+            Test dataloader options.
+
+        Returns
+        -------
+        dict
+            Name -> {"CER", "WER"}.
+        """
+        self.transfer_from(self.hparams.pretrained_path)
+        results = {}
+        self.zero_shot = True
+        try:
+            for name, test_set in test_sets.items():
+                self.eval_tag = name
+                self.evaluate(test_set, test_loader_kwargs=dict(loader_kwargs or {}))
+                results[name] = {
+                    "CER": self.cer_metric.summarize("error_rate"),
+                    "WER": self.wer_metric.summarize("error_rate"),
+                }
+        finally:
+            self.zero_shot = False
+            self.eval_tag = None
+        return results
+
+    def on_evaluate_start(self, max_key=None, min_key=None):
+        """Load the best checkpoint, except for a zero-shot evaluation."""
+        if not self.zero_shot:
+            super().on_evaluate_start(max_key=max_key, min_key=min_key)
+
     # ----------------------------------------------------------------- stages
     def on_stage_start(self, stage, epoch=None):
         """Reset metrics; in training apply this epoch's unfreezing stage."""
@@ -379,8 +419,9 @@ class CTCTransferBrain(sb.Brain):
         }
         if stage_name == "train":
             record["nonfinite_skipped"] = self.nonfinite_skipped
-        if self.eval_tag is not None and stage_name == "test":
-            record["tag"] = self.eval_tag
+        if stage_name == "test":
+            record["test_set"] = self.eval_tag
+            record["zero_shot"] = self.zero_shot
         self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")

@@ -168,6 +168,10 @@ def fit_and_test(brain: CTCTransferBrain, datasets: dict, hparams: dict) -> dict
     dict
         Test stats per test set name.
     """
+    test_opts = hparams.get("test_dataloader_opts", {})
+    if hparams.get("zero_shot_eval") and hparams.get("pretrained_path"):
+        if not _has_zero_shot_lines(brain):
+            brain.evaluate_zero_shot(datasets["test"], test_opts)
     brain.fit(
         hparams["epoch_counter"],
         datasets["train"],
@@ -178,17 +182,20 @@ def fit_and_test(brain: CTCTransferBrain, datasets: dict, hparams: dict) -> dict
     results = {}
     for name, test_set in datasets["test"].items():
         brain.eval_tag = name
-        brain.evaluate(
-            test_set,
-            min_key="CER",
-            test_loader_kwargs=dict(hparams.get("test_dataloader_opts", {})),
-        )
+        brain.evaluate(test_set, min_key="CER", test_loader_kwargs=dict(test_opts))
         results[name] = {
             "CER": brain.cer_metric.summarize("error_rate"),
             "WER": brain.wer_metric.summarize("error_rate"),
         }
     brain.eval_tag = None
     return results
+
+
+def _has_zero_shot_lines(brain: CTCTransferBrain) -> bool:
+    path = brain.metrics_path
+    if path is None or not path.exists():
+        return False
+    return any('"zero_shot": true' in line for line in path.open(encoding="utf-8"))
 
 
 def export_model(brain: CTCTransferBrain, hparams: dict, metadata: dict | None = None):
