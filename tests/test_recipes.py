@@ -118,3 +118,71 @@ def test_pretrained_path_that_does_not_exist(corpora, tmp_path):
     assert proc.returncode != 0
     assert "does not exist" in proc.stderr and "EnglishBase" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def _run_recipe_debug(recipe, yaml, data, tmp_path, *extra):
+    out = tmp_path / "out"
+    folder = REPO / "recipes" / recipe
+    proc = _run(
+        [
+            folder / "train.py",
+            folder / "hparams" / yaml,
+            f"--data_folder={data}",
+            f"--output_folder={out}",
+            "--batch_size=4",
+            *extra,
+            *DEBUG,
+        ],
+        REPO,
+    )
+    _assert_ok(proc)
+    return [json.loads(x) for x in (out / "metrics.jsonl").open()], out
+
+
+def test_accented_english_scores_each_accent(en_base, corpora, tmp_path):
+    data = corpora("en", 16, seed=5, accents="scotland,caribbean")
+    records, _ = _run_recipe_debug(
+        "AccentedEnglish",
+        "xfer.yaml",
+        data,
+        tmp_path,
+        f"--pretrained_path={en_base / 'model'}",
+    )
+    tests = [r for r in records if r["stage"] == "test"]
+    zero = {r["test_set"] for r in tests if r["zero_shot"]}
+    tuned = {r["test_set"] for r in tests if not r["zero_shot"]}
+    assert zero == tuned and len(zero) >= 1
+    assert zero <= {
+        "Scottish English",
+        "West Indies and Bermuda (Bahamas, Bermuda, Jamaica, Trinidad)",
+    }
+
+
+def test_domain_recipe_scores_the_domain(en_base, corpora, tmp_path):
+    data = corpora("en", 12, seed=6, domain="medical")
+    records, _ = _run_recipe_debug(
+        "Domain", "xfer.yaml", data, tmp_path, f"--pretrained_path={en_base / 'model'}"
+    )
+    tests = [r for r in records if r["stage"] == "test"]
+    assert {r["test_set"] for r in tests} == {"medical"}
+    assert [r["zero_shot"] for r in tests] == [True, False]
+
+
+def test_mandarin_base_then_cantonese_transfer(corpora, tmp_path):
+    _, base = _run_recipe_debug(
+        "MandarinBase",
+        "quartznet_small.yaml",
+        corpora("zh-CN", 12),
+        tmp_path / "base",
+        "--encoder_preset=quartznet_tiny",
+    )
+    _, out = _run_recipe_debug(
+        "Cantonese",
+        "xfer.yaml",
+        corpora("zh-HK", 12),
+        tmp_path / "xfer",
+        f"--pretrained_path={base / 'model'}",
+    )
+    report = json.loads((out / "remap_report.json").read_text())
+    assert report["by_strategy"].get("opencc", 0) > 0  # Simplified rows reused
+    assert " " not in json.loads((base / "model" / "config.json").read_text())["tokens"]

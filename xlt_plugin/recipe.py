@@ -109,7 +109,54 @@ def common_voice_data(hparams: dict) -> tuple:
     )
     csvs = [hparams["train_csv"], hparams["valid_csv"], hparams["test_csv"]]
     tokenizer = build_tokenizer(csvs, Path(hparams["save_folder"]) / "tokenizer.ckpt")
+    if hparams.get("test_split_by"):
+        hparams["test_csv"] = split_csv_by(
+            hparams["test_csv"], hparams["test_split_by"], hparams["save_folder"]
+        )
     return tokenizer, make_datasets(hparams, tokenizer)
+
+
+def split_csv_by(csv_file: str | Path, column: str, out_dir: str | Path) -> dict:
+    """Split a manifest into one manifest per value of ``column``.
+
+    Used to score a test set per accent or per domain. Rows with an empty value go
+    to ``"unlabelled"``.
+
+    Arguments
+    ---------
+    csv_file : path
+        A manifest written by the prep.
+    column : str
+        E.g. ``accents`` or ``sentence_domain``.
+    out_dir : path
+        Where ``<stem>_<value>.csv`` files go.
+
+    Returns
+    -------
+    dict
+        Value -> manifest path, sorted by value.
+    """
+    import csv
+    import re
+
+    with open(csv_file, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        fields, rows = reader.fieldnames, list(reader)
+    if column not in (fields or []):
+        raise ValueError(f"{csv_file} has no column {column!r}; it has {fields}")
+    groups: dict[str, list] = {}
+    for row in rows:
+        groups.setdefault(row[column] or "unlabelled", []).append(row)
+    out = {}
+    for value in sorted(groups):
+        slug = re.sub(r"[^\w]+", "_", value).strip("_").lower()
+        path = Path(out_dir) / f"{Path(csv_file).stem}_{slug}.csv"
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(groups[value])
+        out[value] = str(path)
+    return out
 
 
 def make_brain(hparams: dict, run_opts: dict, tokenizer) -> CTCTransferBrain:
