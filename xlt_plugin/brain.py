@@ -268,6 +268,24 @@ class CTCTransferBrain(sb.Brain):
         if self.metrics_path is not None and if_main_process():
             self._trim_metrics(self.hparams.epoch_counter.current)
 
+    def _wrap_distributed(self):
+        """DDP as SpeechBrain does it, minus SyncBatchNorm on CPU (gloo).
+
+        SpeechBrain converts BatchNorm to SyncBatchNorm, which only runs on GPUs;
+        on CPU each process keeps its own BatchNorm statistics instead. With a
+        freezing schedule, DDP must tolerate parameters without gradients.
+        """
+        unfreezing = getattr(self.hparams, "unfreezing", None)
+        if unfreezing is not None and getattr(unfreezing, "frozen", None):
+            self.find_unused_parameters = True
+        if not (self.distributed_launch and str(self.device).startswith("cpu")):
+            return super()._wrap_distributed()
+        for name, module in self.modules.items():
+            if any(p.requires_grad for p in module.parameters()):
+                self.modules[name] = torch.nn.parallel.DistributedDataParallel(
+                    module, find_unused_parameters=self.find_unused_parameters
+                )
+
     def transfer_from(self, source: str | os.PathLike):
         """Copy a pretrained encoder and remap its head onto our tokens."""
         from xlt_plugin.pretrained import transfer_weights

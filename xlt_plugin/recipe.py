@@ -265,19 +265,22 @@ def export_model(brain: CTCTransferBrain, hparams: dict, metadata: dict | None =
 
     if not sb.utils.distributed.if_main_process():
         return None
-    modules = brain.modules
-    encoder = modules.encoder
-    if isinstance(encoder, torch.nn.parallel.DistributedDataParallel):
-        encoder = encoder.module
+
+    def unwrap(module):
+        if isinstance(module, torch.nn.parallel.DistributedDataParallel):
+            return module.module
+        return module
+
+    modules = {name: unwrap(module) for name, module in brain.modules.items()}
     feature_keys = ("sample_rate", "n_mels", "n_fft", "win_length", "hop_length")
     features = {k: hparams[k] for k in feature_keys if k in hparams}
     out = save_pretrained(
         Path(hparams["output_folder"]) / "model",
-        encoder=encoder,
-        head=modules.head,
+        encoder=modules["encoder"],
+        head=modules["head"],
         tokenizer=brain.tokenizer,
         features=features,
-        normalize=modules["normalize"] if "normalize" in modules else None,
+        normalize=modules.get("normalize"),
         metadata=metadata,
     )
     logger.info("Model written to %s (a pretrained_path for transfers).", out)
