@@ -220,3 +220,26 @@ def test_ddp_two_processes_on_cpu(corpora, tmp_path):
     # Only the main process writes: one line per stage, not two.
     assert [r["stage"] for r in records] == ["train", "valid", "test"]
     assert (out / "model" / "model.ckpt").is_file()
+
+
+def test_transfer_from_a_nemo_checkpoint(corpora, tmp_path):
+    """A NeMo QuartzNet .nemo (made by NeMo itself) is a valid pretrained_path."""
+    from speechbrain.inference.ASR import EncoderASR
+
+    nemo = REPO / "tests" / "fixtures" / "nemo" / "quartznet_tiny.nemo"
+    records, out = _run_recipe_debug(
+        "CommonVoice",
+        "es_xfer.yaml",
+        corpora("es", 16),
+        tmp_path,
+        f"--pretrained_path={nemo}",
+    )
+    report = json.loads((out / "remap_report.json").read_text())
+    assert report["n_source"] == 29 and report["copied"] >= 20
+    config = json.loads((out / "model" / "config.json").read_text())
+    assert config["features"]["kind"] == "nemo"
+    asr = EncoderASR.from_hparams(
+        source=str(out / "model"), savedir=str(tmp_path / "a")
+    )
+    clip = sorted((corpora("es", 16) / "clips").glob("*.mp3"))[0]
+    assert isinstance(asr.transcribe_file(str(clip)), str)

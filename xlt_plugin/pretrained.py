@@ -44,6 +44,11 @@ TOKENS_FILE = "tokenizer.ckpt"
 
 #: Keyword arguments of ``speechbrain.lobes.features.Fbank`` that the layout keeps.
 FEATURE_KEYS = ("sample_rate", "n_mels", "n_fft", "win_length", "hop_length", "f_min")
+#: Feature extractors by ``features.kind`` (NeMo models bring their own).
+FEATURE_CLASSES = {
+    "fbank": "speechbrain.lobes.features.Fbank",
+    "nemo": "xlt_plugin.nemo.NeMoFeaturizer",
+}
 
 _HOW_TO_MAKE_ONE = (
     "A pretrained_path is a folder written by a base recipe "
@@ -81,7 +86,8 @@ def render_hyperparams(config: dict) -> str:
     str
         YAML text that SpeechBrain's ``EncoderASR.from_hparams`` loads.
     """
-    feats = config["features"]
+    feats = dict(config["features"])
+    kind = feats.pop("kind", "fbank")
     lines = [
         "# Written by xlt_plugin: a CTC model in SpeechBrain's EncoderASR layout.",
         "# Load it with speechbrain.inference.ASR.EncoderASR.from_hparams(source=DIR).",
@@ -89,9 +95,9 @@ def render_hyperparams(config: dict) -> str:
         f"blank_index: {config['blank_index']}",
         f"n_tokens: {config['n_tokens']}",
         "",
-        "compute_features: !new:speechbrain.lobes.features.Fbank",
+        f"compute_features: !new:{FEATURE_CLASSES[kind]}",
     ]
-    lines += [f"    {key}: {_yaml_value(feats[key])}" for key in FEATURE_KEYS]
+    lines += [f"    {key}: {_yaml_value(value)}" for key, value in feats.items()]
     lines += [
         "",
         "normalize: !new:speechbrain.processing.features.InputNormalization",
@@ -203,20 +209,26 @@ def save_pretrained(
         )
     if normalize is None:
         normalize = InputNormalization(norm_type="sentence")
-    feats = {
-        "sample_rate": 16000,
-        "n_mels": 40,
-        "n_fft": 400,
-        "win_length": 25,
-        "hop_length": 10,
-        "f_min": 0,
-    }
-    unknown = set(features) - set(feats)
-    if unknown:
-        raise ValueError(
-            f"Unknown feature settings {sorted(unknown)}: use {FEATURE_KEYS}"
-        )
-    feats.update(features)
+    if features.get("kind", "fbank") == "fbank":
+        feats = {
+            "kind": "fbank",
+            "sample_rate": 16000,
+            "n_mels": 40,
+            "n_fft": 400,
+            "win_length": 25,
+            "hop_length": 10,
+            "f_min": 0,
+        }
+        unknown = set(features) - set(feats)
+        if unknown:
+            raise ValueError(
+                f"Unknown feature settings {sorted(unknown)}: use {FEATURE_KEYS}"
+            )
+        feats.update(features)
+    elif features["kind"] in FEATURE_CLASSES:
+        feats = dict(features)
+    else:
+        raise ValueError(f"features kind must be one of {sorted(FEATURE_CLASSES)}")
     config = {
         "format": "xlt_plugin/ctc-1",
         "encoder_class": _qualified_name(encoder),
@@ -259,11 +271,6 @@ def _head_rows(head: torch.nn.Module) -> int:
 def _fetch(source: str | os.PathLike, filename: str, savedir: str | None) -> Path:
     """Local path of ``source/filename``; a hub id is fetched through SpeechBrain."""
     source = str(source)
-    if source.endswith(".nemo"):
-        raise NotImplementedError(
-            f"{source}: importing NeMo .nemo checkpoints is not supported yet. "
-            + _HOW_TO_MAKE_ONE
-        )
     local = Path(source)
     if local.is_dir():
         path = local / filename
@@ -306,8 +313,15 @@ def read_config(source: str | os.PathLike, key: str | None = None) -> Any:
     -------
     The value.
     """
-    path = _fetch(source, CONFIG_FILE, None)
-    config = json.loads(path.read_text(encoding="utf-8"))
+    if _is_nemo(source):
+        from xlt_plugin.nemo import read_nemo_config
+
+        path = Path(source)
+        config = read_nemo_config(source)
+    else:
+        path = _fetch(source, CONFIG_FILE, None)
+        config = json.loads(path.read_text(encoding="utf-8"))
+        config["features"].setdefault("kind", "fbank")
     if key is None:
         return config
     value: Any = config
@@ -316,6 +330,40 @@ def read_config(source: str | os.PathLike, key: str | None = None) -> Any:
             raise KeyError(f"{path} has no key {key!r}")
         value = value[part]
     return value
+
+
+def _is_nemo(source) -> bool:
+    if not str(source).endswith(".nemo"):
+        return False
+    if not Path(source).exists():
+        raise FileNotFoundError(
+            f"pretrained_path {source} does not exist. " + _HOW_TO_MAKE_ONE
+        )
+    return True
+
+
+def build_features(source: str | os.PathLike) -> torch.nn.Module:
+    """The feature extractor a pretrained model was trained with.
+
+    SpeechBrain's ``Fbank`` for this project's models, the plugin's
+    ``NeMoFeaturizer`` for an imported ``.nemo``. Usable from YAML:
+    ``compute_features: !apply:xlt_plugin.pretrained.build_features [<path>]``.
+
+    Arguments
+    ---------
+    source : path or hub id
+        The pretrained model.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``[batch, samples] -> [batch, frames, n_mels]``.
+    """
+    feats = dict(read_config(source, "features"))
+    kind = feats.pop("kind", "fbank")
+    if kind not in FEATURE_CLASSES:
+        raise ValueError(f"{source}: unknown features kind {kind!r}")
+    return _locate(FEATURE_CLASSES[kind])(**feats)
 
 
 def build_encoder(source: str | os.PathLike) -> torch.nn.Module:
@@ -375,38 +423,50 @@ def load_pretrained(
     -------
     PretrainedCTC
     """
-    from speechbrain.lobes.features import Fbank
     from speechbrain.nnet.linear import Linear
     from speechbrain.processing.features import InputNormalization
 
     config = read_config(source)
     encoder = build_encoder(source)
-    _load_state(encoder, _fetch(source, ENCODER_FILE, savedir))
     head = Linear(
         input_size=config["encoder_output_size"], n_neurons=config["n_tokens"]
     )
-    _load_state(head, _fetch(source, HEAD_FILE, savedir))
     normalize = InputNormalization(norm_type=config["normalize"]["norm_type"])
-    normalize._load(_fetch(source, NORMALIZER_FILE, savedir))
-    tokens_path = _fetch(source, TOKENS_FILE, savedir)
-    tokenizer = CTCTextEncoder()
-    tokenizer.load(tokens_path)
-    tokens = load_tokens(tokenizer)
-    if len(tokens) != config["n_tokens"]:
-        raise ValueError(
-            f"{tokens_path} lists {len(tokens)} tokens but the head in "
-            f"{source}/{HEAD_FILE} has {config['n_tokens']} rows."
-        )
-    feats = {k: config["features"][k] for k in FEATURE_KEYS}
+    if _is_nemo(source):
+        from xlt_plugin.nemo import load_nemo_state
+
+        state = load_nemo_state(source)
+        encoder.load_state_dict(state["encoder"])
+        head.load_state_dict(state["head"])
+        tokens = list(config["tokens"])
+    else:
+        _load_state(encoder, _fetch(source, ENCODER_FILE, savedir))
+        _load_state(head, _fetch(source, HEAD_FILE, savedir))
+        normalize._load(_fetch(source, NORMALIZER_FILE, savedir))
+        tokens = _checked_tokens(source, config, savedir)
     return PretrainedCTC(
         encoder=encoder.eval(),
         head=head.eval(),
         normalize=normalize.eval(),
-        compute_features=Fbank(**feats),
+        compute_features=build_features(source).eval(),
         tokens=tokens,
         blank_index=config["blank_index"],
         config=config,
     )
+
+
+def _checked_tokens(source, config: dict, savedir) -> list[str]:
+    """The token file's tokens, checked against the head's row count."""
+    tokens_path = _fetch(source, TOKENS_FILE, savedir)
+    tokens = load_tokens(str(tokens_path))
+    if len(tokens) != config["n_tokens"]:
+        raise ValueError(
+            f"{tokens_path} lists {len(tokens)} tokens but the head in "
+            f"{source}/{HEAD_FILE} has {config['n_tokens']} rows (config.json "
+            "n_tokens): the token file and the checkpoint come from different "
+            "models. Re-export the model, or point pretrained_path at the right one."
+        )
+    return tokens
 
 
 def _load_state(module: torch.nn.Module, path: Path) -> None:
@@ -462,19 +522,47 @@ def transfer_weights(
     """
     from xlt_plugin.remap import RemapHeadHook
 
-    _load_state(encoder, _fetch(source, ENCODER_FILE, savedir))
-    if normalize is not None:
-        normalize._load(_fetch(source, NORMALIZER_FILE, savedir))
+    config = read_config(source)
+    if _is_nemo(source):
+        from xlt_plugin.nemo import load_nemo_state
+
+        state = load_nemo_state(source)
+        _load_state_dict(encoder, state["encoder"], source)
+        source_tokens = list(config["tokens"])
+        head_dir = Path(tempfile.mkdtemp(prefix="xlt-nemo-head-"))
+        head_path = head_dir / HEAD_FILE
+        torch.save(state["head"], head_path)
+    else:
+        _load_state(encoder, _fetch(source, ENCODER_FILE, savedir))
+        if normalize is not None:
+            normalize._load(_fetch(source, NORMALIZER_FILE, savedir))
+        source_tokens = _checked_tokens(source, config, savedir)
+        head_dir, head_path = None, _fetch(source, HEAD_FILE, savedir)
     hook = RemapHeadHook(
-        source_tokens=str(_fetch(source, TOKENS_FILE, savedir)),
+        source_tokens=source_tokens,
         target_tokens=target_tokens,
         strategy=strategy,
-        source_blank=read_config(source, "blank_index"),
+        source_blank=config["blank_index"],
         target_blank=_blank_of(target_tokens),
         report_path=report_path,
     )
-    hook(head, _fetch(source, HEAD_FILE, savedir))
+    try:
+        hook(head, head_path)
+    finally:
+        if head_dir is not None:
+            shutil.rmtree(head_dir, ignore_errors=True)
     return hook.report
+
+
+def _load_state_dict(module: torch.nn.Module, state: dict, source) -> None:
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise RuntimeError(
+            f"The weights of {source} do not fit the {_qualified_name(module)} built "
+            f"for them: {err}. Build the encoder with "
+            "!apply:xlt_plugin.pretrained.build_encoder [<pretrained_path>]."
+        ) from err
 
 
 def _blank_of(tokens: Any) -> int:

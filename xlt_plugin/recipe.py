@@ -261,7 +261,7 @@ def export_model(brain: CTCTransferBrain, hparams: dict, metadata: dict | None =
     Path or None
         The model folder (None on non-main DDP processes).
     """
-    from xlt_plugin.pretrained import save_pretrained
+    from xlt_plugin.pretrained import read_config, save_pretrained
 
     if not sb.utils.distributed.if_main_process():
         return None
@@ -272,8 +272,11 @@ def export_model(brain: CTCTransferBrain, hparams: dict, metadata: dict | None =
         return module
 
     modules = {name: unwrap(module) for name, module in brain.modules.items()}
-    feature_keys = ("sample_rate", "n_mels", "n_fft", "win_length", "hop_length")
-    features = {k: hparams[k] for k in feature_keys if k in hparams}
+    if hparams.get("pretrained_path"):  # the base's features, whatever their kind
+        features = read_config(hparams["pretrained_path"], "features")
+    else:
+        keys = ("sample_rate", "n_mels", "n_fft", "win_length", "hop_length")
+        features = {k: hparams[k] for k in keys if k in hparams}
     out = save_pretrained(
         Path(hparams["output_folder"]) / "model",
         encoder=modules["encoder"],
