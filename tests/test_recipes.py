@@ -243,3 +243,20 @@ def test_transfer_from_a_nemo_checkpoint(corpora, tmp_path):
     )
     clip = sorted((corpora("es", 16) / "clips").glob("*.mp3"))[0]
     assert isinstance(asr.transcribe_file(str(clip)), str)
+
+
+def test_typo_in_an_override_names_the_key(corpora, tmp_path):
+    proc = _run(
+        [
+            CV / "train.py",
+            CV / "hparams" / "es_scratch.yaml",
+            f"--data_folder={corpora('es', 16)}",
+            f"--output_folder={tmp_path / 'out'}",
+            "--number_of_epoch=2",
+        ],
+        REPO,
+    )
+    assert proc.returncode != 0
+    assert "--number_of_epoch is not a key" in proc.stderr
+    assert "--number_of_epochs" in proc.stderr  # the suggestion
+    assert "Traceback" not in proc.stderr

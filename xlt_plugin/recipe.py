@@ -40,6 +40,23 @@ def _placeholders(yaml_text: str) -> list[str]:
     return re.findall(r"^(\w+):\s*!PLACEHOLDER", yaml_text, flags=re.MULTILINE)
 
 
+def _unknown_key_message(hparams_file: str, yaml_text: str, err: KeyError) -> str:
+    import difflib
+
+    match = re.search(r"Override '([^']+)' not found", str(err))
+    if not match:
+        return f"{hparams_file}: {err}"
+    key = match.group(1)
+    keys = re.findall(r"^(\w+):", yaml_text, flags=re.MULTILINE)
+    close = difflib.get_close_matches(key, keys, n=3)
+    hint = f" Did you mean {', '.join('--' + c for c in close)}?" if close else ""
+    return (
+        f"--{key} is not a key of {hparams_file}.{hint} Command-line overrides "
+        "must name a top-level key of the YAML (SpeechBrain run options such as "
+        "--device or --debug are fine too)."
+    )
+
+
 def load_recipe(argv: list[str] | None = None) -> tuple[dict, dict, str]:
     """Parse the command line and load the recipe YAML, SpeechBrain style.
 
@@ -68,6 +85,8 @@ def load_recipe(argv: list[str] | None = None) -> tuple[dict, dict, str]:
         hparams = load_hyperpyyaml(yaml_text, overrides)
     except FileNotFoundError as err:  # e.g. a pretrained_path that is not there
         raise SystemExit(f"{hparams_file}: {err}") from None
+    except KeyError as err:  # hyperpyyaml: an override names no key of the YAML
+        raise SystemExit(_unknown_key_message(hparams_file, yaml_text, err)) from None
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=hparams_file,
