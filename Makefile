@@ -17,7 +17,11 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 
 # The main job on the embedded corpus (2 CPU cores, within 30 minutes).
 demo: setup
-	$(BIN)/python -m xlt_plugin.demo --out results/demo
+	$(BIN)/python -m xlt_plugin.study --profile demo --out results/study
+
+# The full study: every table, hours on 2 CPU cores (or a GPU); resumable.
+study: setup
+	$(BIN)/python -m xlt_plugin.study --profile full --out results/study-full
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -1,0 +1,843 @@
+"""The study report: tables and figures generated from the runs' own files.
+
+Every number comes from a run folder (``metrics.jsonl``, ``remap_report.json``,
+``model/``), never typed by hand. ``write_report(study_dir)`` writes the study's
+``REPORT.md`` (with ``study.json`` saying what each run is); ``xlt report
+RUN_DIR...`` writes a generic report for any run folders, e.g. real Common Voice
+runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+from pathlib import Path
+
+import torch
+
+SYNTHETIC_NOTE = (
+    "All audio here is synthetic: espeak-ng voices written in Common Voice layout by "
+    "`xlt synth`. The numbers show what the method does on this corpus; they are "
+    "not Common Voice results."
+)
+
+
+# ------------------------------------------------------------------ run files
+def read_metrics(folder: Path) -> list[dict]:
+    """The run's ``metrics.jsonl`` records (empty when missing)."""
+    path = Path(folder) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
+
+
+def final_tests(records: list[dict]) -> dict:
+    """Test set name -> final (fine-tuned) test record."""
+    return {
+        r.get("test_set") or "test": r
+        for r in records
+        if r["stage"] == "test" and not r.get("zero_shot")
+    }
+
+
+def zero_shot_tests(records: list[dict]) -> dict:
+    """Test set name -> test record of the pretrained model before fine-tuning."""
+    return {
+        r.get("test_set") or "test": r
+        for r in records
+        if r["stage"] == "test" and r.get("zero_shot")
+    }
+
+
+def valid_curve(records: list[dict]) -> list[dict]:
+    """Validation records in epoch order (the last line of each epoch)."""
+    by_epoch = {r["epoch"]: r for r in records if r["stage"] == "valid"}
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def parameter_count(folder: Path) -> int | None:
+    """Parameters of the exported model (encoder + head)."""
+    total = 0
+    for name in ("model.ckpt", "head.ckpt"):
+        path = Path(folder) / "model" / name
+        if not path.exists():
+            return None
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        total += sum(
+            t.numel()
+            for k, t in state.items()
+            if "running" not in k and not k.endswith("num_batches_tracked")
+        )
+    return total
+
+
+def seconds_per_epoch(records: list[dict]) -> float | None:
+    """Mean training seconds per epoch."""
+    train = [r["seconds"] for r in records if r["stage"] == "train"]
+    return statistics.mean(train) if train else None
+
+
+def epochs_to_reach(curve: list[dict], target: float) -> int | None:
+    """First epoch whose dev CER is at or below ``target`` (None: never)."""
+    for record in curve:
+        if record["CER"] <= target + 1e-9:
+            return record["epoch"]
+    return None
+
+
+def convergence_ratio(xfer: list[dict], scratch: list[dict]) -> dict:
+    """Epochs transfer needs to reach scratch's best dev CER / epochs scratch needed.
+
+    Arguments
+    ---------
+    xfer, scratch : list of dict
+        Validation curves (:func:`valid_curve`).
+
+    Returns
+    -------
+    dict
+        ``target`` (scratch's best dev CER), ``scratch_epochs``, ``xfer_epochs``
+        (None when never reached) and ``ratio``.
+
+    Example
+    -------
+    >>> s = [{"epoch": e, "CER": c} for e, c in [(1, 90), (2, 60), (3, 40)]]
+    >>> x = [{"epoch": e, "CER": c} for e, c in [(1, 50), (2, 35), (3, 30)]]
+    >>> convergence_ratio(x, s)["ratio"]
+    0.6666666666666666
+    """
+    if not xfer or not scratch:
+        return {
+            "target": None,
+            "scratch_epochs": None,
+            "xfer_epochs": None,
+            "ratio": None,
+        }
+    target = min(r["CER"] for r in scratch)
+    scratch_epochs = epochs_to_reach(scratch, target)
+    xfer_epochs = epochs_to_reach(xfer, target)
+    ratio = xfer_epochs / scratch_epochs if xfer_epochs else None
+    return {
+        "target": target,
+        "scratch_epochs": scratch_epochs,
+        "xfer_epochs": xfer_epochs,
+        "ratio": ratio,
+    }
+
+
+# ----------------------------------------------------------------- evaluation
+def evaluate_manifest(model, csv_file: str | Path, batch_size: int = 8) -> dict:
+    """Greedy CER/WER of a ``PretrainedCTC`` on a manifest (``wav``, ``wrd``).
+
+    Arguments
+    ---------
+    model : xlt_plugin.pretrained.PretrainedCTC
+    csv_file : path
+        A manifest written by the prep.
+    batch_size : int
+
+    Returns
+    -------
+    dict
+        ``{"CER": float, "WER": float, "utterances": int}``.
+    """
+    from speechbrain.dataio.batch import PaddedBatch
+    from speechbrain.decoders import ctc_greedy_decode
+    from speechbrain.utils.metric_stats import ErrorRateStats
+
+    from xlt_plugin.data.pipeline import load_audio
+
+    with open(csv_file, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    rate = model.config.get("features", {}).get("sample_rate", 16000)
+    cer, wer = ErrorRateStats(), ErrorRateStats()
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        batch = PaddedBatch([{"sig": load_audio(r["wav"], rate)} for r in chunk])
+        wavs, lens = batch.sig
+        with torch.no_grad():
+            log_probs = model.log_probs(wavs, lens)
+        hyps = ctc_greedy_decode(log_probs, lens, blank_id=model.blank_index)
+        texts = ["".join(model.tokens[t] for t in seq) for seq in hyps]
+        ids = [r["ID"] for r in chunk]
+        cer.append(ids, [list(t) for t in texts], [list(r["wrd"]) for r in chunk])
+        wer.append(ids, [t.split() for t in texts], [r["wrd"].split() for r in chunk])
+    return {
+        "CER": cer.summarize("error_rate"),
+        "WER": wer.summarize("error_rate"),
+        "utterances": len(rows),
+    }
+
+
+def forgetting(base_dir: Path, xfer_dir: Path) -> dict:
+    """Source-language test CER of the base, before and after a transfer.
+
+    "After" runs the fine-tuned encoder under the base's own head, tokens and
+    features, on the base's own test manifest: how much of the source language
+    the transferred encoder still carries.
+
+    Arguments
+    ---------
+    base_dir, xfer_dir : Path
+        Output folders of the base run and of the transfer run.
+
+    Returns
+    -------
+    dict
+        ``before`` and ``after`` evaluation dicts.
+    """
+    from xlt_plugin.pretrained import ENCODER_FILE, load_pretrained
+
+    test_csv = Path(base_dir) / "save" / "test.csv"
+    model = load_pretrained(Path(base_dir) / "model")
+    before = evaluate_manifest(model, test_csv)
+    tuned = torch.load(Path(xfer_dir) / "model" / ENCODER_FILE, weights_only=True)
+    model.encoder.load_state_dict(tuned)
+    after = evaluate_manifest(model, test_csv)
+    return {"before": before, "after": after}
+
+
+# ---------------------------------------------------------------------- format
+def _fmt(value, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _mean_std(values: list[float]) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return lines + [""]
+
+
+# ----------------------------------------------------------------------- study
+class Study:
+    """A study folder: ``study.json`` plus ``runs/<name>/``."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.manifest = json.loads((self.folder / "study.json").read_text())
+        self.runs = {r["name"]: r for r in self.manifest["runs"]}
+        self.records = {
+            name: read_metrics(self.folder / "runs" / name) for name in self.runs
+        }
+
+    def path(self, name: str) -> Path:
+        return self.folder / "runs" / name
+
+    def select(self, **match) -> list[dict]:
+        """Runs whose manifest fields equal ``match`` and that finished."""
+        return [
+            r
+            for r in self.manifest["runs"]
+            if all(r.get(k) == v for k, v in match.items())
+            and final_tests(self.records[r["name"]])
+        ]
+
+    def final(self, run: dict, key: str = "CER", test_set: str | None = None):
+        tests = final_tests(self.records[run["name"]])
+        if test_set is not None:
+            return tests[test_set][key] if test_set in tests else None
+        return statistics.mean(t[key] for t in tests.values())
+
+    def zero_shot(self, run: dict, key: str = "CER", test_set: str | None = None):
+        tests = zero_shot_tests(self.records[run["name"]])
+        if not tests:
+            return None
+        if test_set is not None:
+            return tests[test_set][key] if test_set in tests else None
+        return statistics.mean(t[key] for t in tests.values())
+
+    def epochs(self, run: dict) -> int:
+        return max(
+            (r["epoch"] for r in self.records[run["name"]] if r["stage"] == "train"),
+            default=0,
+        )
+
+    def remap(self, run: dict) -> dict | None:
+        path = self.path(run["name"]) / "remap_report.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+
+def _variant_label(variant: str) -> str:
+    return {
+        "scratch": "from scratch",
+        "xfer_none": "transfer, head re-initialised (NeMo/HF behaviour)",
+        "xfer": "transfer, head remapped (xlt_plugin)",
+        "frozen_bn": "frozen encoder, BatchNorm trainable",
+        "staged": "staged unfreezing (top-down)",
+        "layerwise": "layer-wise lr decay 0.8",
+    }.get(variant, variant)
+
+
+def _verdict(better: float | None, worse: float | None, text: str) -> str:
+    """A claim line: holds when ``better`` is strictly below ``worse``."""
+    if better is None or worse is None:
+        return f"- **Not measured**: {text}"
+    if abs(better - worse) < 1e-9:
+        return f"- **No difference here**: {text}"
+    return f"- **{'Holds' if better < worse else 'Does not hold'} here**: {text}"
+
+
+def _language_section(study: Study, verdicts: list) -> list[str]:
+    lines = ["## 1. Languages", ""]
+    languages = sorted({r["language"] for r in study.select(task="language")})
+    if not languages:
+        return lines + ["No language runs finished.", ""]
+    rows = []
+    for lang in languages:
+        by_variant = {}
+        for variant in ("scratch", "xfer_none", "xfer"):
+            runs = study.select(task="language", language=lang, variant=variant)
+            by_variant[variant] = runs
+            if not runs:
+                continue
+            remap = study.remap(runs[0])
+            mapped = (
+                f"{remap['copied'] + remap['averaged']}/{remap['n_target'] - 1}"
+                if remap and variant != "scratch"
+                else ""
+            )
+            rows.append(
+                [
+                    lang,
+                    _variant_label(variant),
+                    _mean_std([study.final(r) for r in runs]),
+                    _mean_std([study.final(r, "WER") for r in runs]),
+                    _mean_std([study.zero_shot(r) for r in runs])
+                    if variant != "scratch"
+                    else "",
+                    mapped,
+                    str(study.epochs(runs[0])),
+                    str(len(runs)),
+                ]
+            )
+        if by_variant["scratch"] and by_variant["xfer"]:
+            s = statistics.mean(study.final(r) for r in by_variant["scratch"])
+            x = statistics.mean(study.final(r) for r in by_variant["xfer"])
+            verdicts.append(
+                _verdict(x, s, f"{lang}: transfer test CER {x:.1f} vs scratch {s:.1f}.")
+            )
+        if by_variant["xfer_none"] and by_variant["xfer"]:
+            n = statistics.mean(study.final(r) for r in by_variant["xfer_none"])
+            x = statistics.mean(study.final(r) for r in by_variant["xfer"])
+            verdicts.append(
+                _verdict(
+                    x,
+                    n,
+                    f"{lang}: keeping shared rows (CER {x:.1f}) beats "
+                    f"re-initialising the head (CER {n:.1f}).",
+                )
+            )
+    lines += _table(
+        [
+            "language",
+            "run",
+            "test CER",
+            "test WER",
+            "zero-shot CER",
+            "tokens mapped (of non-blank)",
+            "epochs",
+            "seeds",
+        ],
+        rows,
+    )
+    lines += [
+        "Zero-shot: the transferred model with its remapped head, before any "
+        "fine-tuning. Tokens mapped: target characters whose head row starts from "
+        "a source row (copied or averaged); Cantonese text is made from Mandarin "
+        "words through OpenCC, so its overlap with the Mandarin base is high by "
+        "construction.",
+        "",
+    ]
+    return lines
+
+
+def _per_set_section(study: Study, task: str, title: str, verdicts: list) -> list:
+    lines = [title, ""]
+    xfers = study.select(task=task, variant="xfer")
+    if not xfers:
+        return lines + ["No runs finished.", ""]
+    rows = []
+    groups = sorted({r["data"] for r in xfers})
+    for data in groups:
+        xs = [r for r in xfers if r["data"] == data]
+        ss = study.select(task=task, variant="scratch", data=data)
+        sets = sorted(final_tests(study.records[xs[0]["name"]]))
+        for test_set in sets:
+            base = [study.zero_shot(r, "WER", test_set) for r in xs]
+            tuned = [study.final(r, "WER", test_set) for r in xs]
+            scratch = [study.final(r, "WER", test_set) for r in ss]
+            rows.append(
+                [
+                    test_set,
+                    _mean_std(base),
+                    _mean_std(tuned),
+                    _mean_std(scratch),
+                    _mean_std([study.zero_shot(r, "CER", test_set) for r in xs]),
+                    _mean_std([study.final(r, "CER", test_set) for r in xs]),
+                    _mean_std([study.final(r, "CER", test_set) for r in ss]),
+                ]
+            )
+            if scratch and tuned and None not in scratch + tuned:
+                t, s = statistics.mean(tuned), statistics.mean(scratch)
+                verdicts.append(
+                    _verdict(
+                        t,
+                        s,
+                        f"{task} '{test_set}': fine-tuned "
+                        f"WER {t:.1f} vs scratch {s:.1f}.",
+                    )
+                )
+    lines += _table(
+        [
+            "test set",
+            "base as is WER",
+            "fine-tuned WER",
+            "scratch WER",
+            "base as is CER",
+            "fine-tuned CER",
+            "scratch CER",
+        ],
+        rows,
+    )
+    return lines
+
+
+def _size_section(study: Study, verdicts: list) -> list[str]:
+    lines = ["## 4. Larger base vs smaller base", ""]
+    rows, smallest = [], None
+    sizes = []
+    for run in study.manifest["runs"]:
+        if run["task"] == "size" and run["size"] not in sizes:
+            sizes.append(run["size"])
+    if not sizes:
+        return lines + ["No size runs in this profile.", ""]
+    for size in sizes:
+
+        def cer_of(size=size, **match):
+            runs = study.select(task="size", size=size, **match)
+            if size == "all":  # the full-size language runs double as this size
+                runs += study.select(task="language", language="es", **match)
+            return [study.final(r) for r in runs]
+
+        small = cer_of(variant="xfer", base="base_small")
+        large = cer_of(variant="xfer", base="base_large")
+        scratch = cer_of(variant="scratch")
+        data = {r["data"] for r in study.select(task="size", size=size)}
+        minutes = [_train_minutes(study, d) for d in data]
+        rows.append(
+            [
+                size,
+                _fmt(minutes[0] if minutes else None),
+                _mean_std(scratch),
+                _mean_std(small),
+                _mean_std(large),
+            ]
+        )
+        if smallest is None and small and large:
+            smallest = (size, statistics.mean(small), statistics.mean(large))
+    lines += _table(
+        [
+            "fine-tuning data",
+            "train minutes",
+            "scratch CER",
+            "small-base transfer CER",
+            "large-base transfer CER",
+        ],
+        rows,
+    )
+    params = {
+        name: parameter_count(study.path(name)) for name in ("base_small", "base_large")
+    }
+    lines += [
+        f"Base parameters: small {_fmt(params['base_small'])}, large "
+        f"{_fmt(params['base_large'])}.",
+        "",
+    ]
+    if smallest:
+        size, s, lg = smallest
+        verdicts.append(
+            _verdict(
+                lg,
+                s,
+                f"larger base at the smallest size ({size}): "
+                f"CER {lg:.1f} vs smaller base {s:.1f}.",
+            )
+        )
+    return lines
+
+
+def _train_minutes(study: Study, data: str) -> float | None:
+    corpus = study.manifest["corpora"].get(data)
+    if not corpus:
+        return None
+    from xlt_plugin.study import corpus_sizes
+
+    try:
+        return corpus_sizes(Path(corpus["folder"]))["train"]["minutes"]
+    except FileNotFoundError:
+        return None
+
+
+def _convergence_section(study: Study, figures: Path, verdicts: list) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines = ["## 5. Convergence", ""]
+    rows = []
+    tasks = []
+    for run in study.manifest["runs"]:
+        key = (run["task"], run["data"])
+        if run["task"] in ("language", "accent", "domain") and key not in tasks:
+            tasks.append(key)
+    for task, data in tasks:
+        runs = {
+            v: study.select(task=task, data=data, variant=v, seed=1)
+            for v in ("scratch", "xfer_none", "xfer")
+        }
+        if not runs["scratch"] or not runs["xfer"]:
+            continue
+        curves = {
+            v: valid_curve(study.records[r[0]["name"]]) for v, r in runs.items() if r
+        }
+        ratio = convergence_ratio(curves["xfer"], curves["scratch"])
+        rows.append(
+            [
+                f"{task} ({data})",
+                _fmt(ratio["target"]),
+                _fmt(ratio["scratch_epochs"]),
+                _fmt(ratio["xfer_epochs"]) if ratio["xfer_epochs"] else "never",
+                _fmt(ratio["ratio"], 2),
+            ]
+        )
+        if ratio["ratio"] is not None:
+            verdicts.append(
+                _verdict(
+                    ratio["ratio"],
+                    1,
+                    f"{task} ({data}): transfer "
+                    f"reaches scratch's best dev CER in "
+                    f"{ratio['xfer_epochs']} epochs vs "
+                    f"{ratio['scratch_epochs']} (ratio "
+                    f"{ratio['ratio']:.2f}).",
+                )
+            )
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        for variant, curve in curves.items():
+            label = _variant_label(variant)
+            axes[0].plot(
+                [r["epoch"] for r in curve],
+                [r["CER"] for r in curve],
+                marker="o",
+                label=label,
+            )
+            axes[1].plot(
+                [r["elapsed"] for r in curve],
+                [r["CER"] for r in curve],
+                marker="o",
+                label=label,
+            )
+        axes[0].set_xlabel("epoch")
+        axes[1].set_xlabel("training seconds")
+        for ax in axes:
+            ax.set_ylabel("dev CER (%)")
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=8)
+        fig.suptitle(f"{task}: {data} (synthetic speech)")
+        fig.tight_layout()
+        name = f"convergence_{task}_{data}.png"
+        fig.savefig(figures / name, dpi=100)
+        plt.close(fig)
+        lines.append(f"![{task} {data}](figures/{name})")
+        lines.append("")
+    lines += _table(
+        [
+            "task",
+            "scratch best dev CER",
+            "scratch epochs to it",
+            "transfer epochs to it",
+            "ratio",
+        ],
+        rows,
+    )
+    return lines
+
+
+def _freezing_section(study: Study) -> list[str]:
+    lines = ["## 6. Freezing ablation", ""]
+    runs = study.select(task="freezing")
+    if not runs:
+        return lines + ["Not in this profile (run `make study`).", ""]
+    full = study.select(task="language", language="es", variant="xfer")
+    rows = []
+    for label, group in [("xfer", full)] + [
+        (v, [r for r in runs if r["variant"] == v])
+        for v in dict.fromkeys(r["variant"] for r in runs)
+    ]:
+        if not group:
+            continue
+        name = "full fine-tuning" if label == "xfer" else _variant_label(label)
+        secs = [seconds_per_epoch(study.records[r["name"]]) for r in group]
+        first = [x for x in study.records[group[0]["name"]] if x["stage"] == "train"]
+        rows.append(
+            [
+                name,
+                _mean_std([study.final(r) for r in group]),
+                _mean_std(secs),
+                _fmt(first[0]["trainable_params"]),
+            ]
+        )
+    return lines + _table(
+        [
+            "es transfer",
+            "test CER",
+            "seconds per epoch",
+            "trainable parameters (epoch 1)",
+        ],
+        rows,
+    )
+
+
+def _forgetting_section(study: Study) -> list[str]:
+    lines = ["## 7. Forgetting", ""]
+    rows = []
+    for xfer, base in study.manifest.get("forgetting", []):
+        if not (
+            final_tests(study.records.get(xfer, []))
+            and final_tests(study.records.get(base, []))
+        ):
+            continue
+        result = forgetting(study.path(base), study.path(xfer))
+        rows.append(
+            [
+                xfer,
+                base,
+                _fmt(result["before"]["CER"]),
+                _fmt(result["after"]["CER"]),
+                str(result["before"]["utterances"]),
+            ]
+        )
+    if not rows:
+        return lines + ["No finished run pairs to measure.", ""]
+    lines += _table(
+        [
+            "transfer run",
+            "base",
+            "English test CER before",
+            "after (fine-tuned encoder, base's English head)",
+            "utterances",
+        ],
+        rows,
+    )
+    return lines
+
+
+def _setup_section(study: Study) -> list[str]:
+    from xlt_plugin.study import corpus_sizes
+
+    lines = ["## Setup", "", SYNTHETIC_NOTE, ""]
+    rows = []
+    for name, corpus in study.manifest["corpora"].items():
+        try:
+            sizes = corpus_sizes(Path(corpus["folder"]))
+        except FileNotFoundError:
+            continue
+        what = corpus.get("accents") or corpus.get("domain") or ""
+        rows.append(
+            [
+                name,
+                corpus["locale"],
+                what,
+                *(
+                    f"{sizes[s]['utterances']} / {sizes[s]['minutes']}"
+                    for s in ("train", "dev", "test")
+                ),
+            ]
+        )
+    lines += _table(
+        ["corpus", "locale", "accents / domain", "train (utt / min)", "dev", "test"],
+        rows,
+    )
+    rows = []
+    for run in study.manifest["runs"]:
+        records = study.records[run["name"]]
+        if not final_tests(records):
+            rows.append(
+                [run["name"], run["recipe"], run["hparams"], "not finished", "", "", ""]
+            )
+            continue
+        rows.append(
+            [
+                run["name"],
+                run["recipe"],
+                run["hparams"],
+                _fmt(parameter_count(study.path(run["name"]))),
+                str(study.epochs(run)),
+                str(run["seed"]),
+                _fmt(sum(r["seconds"] for r in records if r["stage"] == "train"), 0),
+            ]
+        )
+    lines += _table(
+        ["run", "recipe", "hparams", "parameters", "epochs", "seed", "train seconds"],
+        rows,
+    )
+    lines += [
+        "Each run is the recipe command in `runs/<run>/log.txt` (first line); its "
+        "per-epoch numbers are in `runs/<run>/metrics.jsonl`.",
+        "",
+    ]
+    return lines
+
+
+def write_report(study_dir: str | Path) -> Path:
+    """Write ``REPORT.md`` and ``figures/`` for a study folder.
+
+    Arguments
+    ---------
+    study_dir : path
+        A folder written by :func:`xlt_plugin.study.run_study`.
+
+    Returns
+    -------
+    Path
+        The report.
+    """
+    study = Study(study_dir)
+    figures = study.folder / "figures"
+    figures.mkdir(exist_ok=True)
+    verdicts: list[str] = []
+    body = []
+    body += _language_section(study, verdicts)
+    body += _per_set_section(study, "accent", "## 2. Accents", verdicts)
+    body += _per_set_section(study, "domain", "## 3. Domains", verdicts)
+    body += _size_section(study, verdicts)
+    body += _convergence_section(study, figures, verdicts)
+    body += _freezing_section(study)
+    body += _forgetting_section(study)
+    head = [
+        f"# Cross-language transfer study ({study.manifest['profile']} profile)",
+        "",
+        study.manifest.get("description", ""),
+        "",
+        SYNTHETIC_NOTE,
+        "",
+        "## The paper's claims, here",
+        "",
+        *(verdicts or ["- No comparison finished."]),
+        "",
+    ]
+    report = study.folder / "REPORT.md"
+    text = "\n".join(head + body + _setup_section(study))
+    report.write_text(text, encoding="utf-8")
+    return report
+
+
+def write_run_report(run_dirs: list[str | Path], out: str | Path) -> Path:
+    """A generic report for any run folders (no ``study.json`` needed).
+
+    One row per run (language, pretrained_path, remap, zero-shot and final test
+    CER/WER, epochs) and one dev-CER curve figure with every run.
+
+    Arguments
+    ---------
+    run_dirs : list of paths
+        Recipe output folders.
+    out : path
+        Folder for ``REPORT.md`` and ``figures/``.
+
+    Returns
+    -------
+    Path
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    rows = []
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for folder in map(Path, run_dirs):
+        records = read_metrics(folder)
+        if not records:
+            raise FileNotFoundError(f"{folder} has no metrics.jsonl: not a run folder")
+        config = {}
+        if (folder / "model" / "config.json").exists():
+            config = json.loads((folder / "model" / "config.json").read_text())
+        meta = config.get("metadata", {})
+        tests, zero = final_tests(records), zero_shot_tests(records)
+
+        def mean(d, k):
+            return statistics.mean(t[k] for t in d.values()) if d else None
+
+        remap = folder / "remap_report.json"
+        mapped = ""
+        if remap.exists():
+            r = json.loads(remap.read_text())
+            mapped = f"{r['copied'] + r['averaged']}/{r['n_target'] - 1}"
+        rows.append(
+            [
+                folder.name,
+                meta.get("language", ""),
+                meta.get("pretrained_path", "") or "scratch",
+                mapped,
+                _fmt(mean(zero, "CER")),
+                _fmt(mean(tests, "CER")),
+                _fmt(mean(tests, "WER")),
+                str(
+                    max(
+                        (r["epoch"] for r in records if r["stage"] == "train"),
+                        default=0,
+                    )
+                ),
+            ]
+        )
+        curve = valid_curve(records)
+        ax.plot(
+            [r["epoch"] for r in curve],
+            [r["CER"] for r in curve],
+            marker="o",
+            label=folder.name,
+        )
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("dev CER (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "figures" / "dev_cer.png", dpi=100)
+    plt.close(fig)
+    lines = ["# Runs", ""]
+    lines += _table(
+        [
+            "run",
+            "language",
+            "pretrained",
+            "tokens mapped",
+            "zero-shot CER",
+            "test CER",
+            "test WER",
+            "epochs",
+        ],
+        rows,
+    )
+    lines += ["![dev CER per epoch](figures/dev_cer.png)", ""]
+    report = out / "REPORT.md"
+    report.write_text("\n".join(lines), encoding="utf-8")
+    return report

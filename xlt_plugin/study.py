@@ -1,0 +1,814 @@
+"""The study: the paper's three findings, re-measured end to end on one machine.
+
+``xlt study --profile demo`` (what ``make demo`` runs) synthesizes the corpora,
+pretrains the English bases, runs every transfer and its from-scratch baseline
+through the real recipes (each run is ``python recipes/<R>/train.py <yaml> ...``,
+exactly what a user types), then writes ``REPORT.md`` and its figures.
+
+Runs are scheduled as a small dependency graph over ``jobs`` slots (default two,
+one thread each: on 2 CPU cores two 1-thread runs side by side beat one 2-thread
+run). A rerun skips finished runs and resumes an interrupted one from its last
+checkpoint (the recipes do that by themselves).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "recipes"
+
+BASE_ACCENTS = "us,england,rp,nyc,lancashire,west_midlands"
+HELD_OUT_ACCENTS = "scotland,caribbean"
+
+
+@dataclass
+class Corpus:
+    """A synthetic corpus (``xlt synth``), or a training subset of another one.
+
+    A subset keeps the parent's dev and test sets and the first
+    ``train_utterances`` training rows, so runs on different data sizes are
+    scored on the same test set.
+    """
+
+    name: str
+    locale: str
+    utterances: int = 0
+    seed: int = 1
+    accents: str | None = None
+    domain: str | None = None
+    subset_of: str | None = None
+    train_utterances: int | None = None
+
+
+@dataclass
+class Run:
+    """One recipe run: ``recipes/<recipe>/train.py hparams/<hparams> ...``."""
+
+    name: str
+    recipe: str
+    hparams: str
+    data: str
+    task: str  # e.g. "base", "language", "accent", "domain", "size", "freezing"
+    variant: str  # e.g. "scratch", "xfer", "xfer_none", "frozen_bn"
+    base: str | None = None  # name of the run whose model/ is the pretrained_path
+    overrides: dict = field(default_factory=dict)
+    language: str = ""
+    size: str | None = None  # label of the fine-tuning data size
+    seed: int = 1
+
+
+@dataclass
+class Profile:
+    """What a study runs."""
+
+    name: str
+    corpora: list[Corpus]
+    runs: list[Run]
+    description: str = ""
+    forgetting: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _transfer_runs(
+    task: str,
+    language: str,
+    recipe: str,
+    xfer: str,
+    scratch: str,
+    data: str,
+    base: str,
+    common: dict,
+    scratch_overrides: dict,
+    seed: int = 1,
+    variants: tuple = ("xfer", "scratch"),
+    size: str | None = None,
+    prefix: str | None = None,
+) -> list[Run]:
+    prefix = prefix or f"{task}_{language}"
+    runs = []
+    seed_args = {"seed": seed}
+    for variant in variants:
+        hp = scratch if variant == "scratch" else xfer
+        over = {**common, **seed_args}
+        if variant == "scratch":
+            over.update(scratch_overrides)
+        if variant == "xfer_none":
+            over["remap_strategy"] = "none"
+        runs.append(
+            Run(
+                name=f"{prefix}_{variant}_s{seed}",
+                recipe=recipe,
+                hparams=hp,
+                data=data,
+                task=task,
+                variant=variant,
+                base=None if variant == "scratch" else base,
+                overrides=over,
+                language=language,
+                size=size,
+                seed=seed,
+            )
+        )
+    return runs
+
+
+def demo_profile() -> Profile:
+    """Every claim of the paper once, within 30 minutes on 2 CPU cores."""
+    base_over = {"number_of_epochs": 12, "batch_size": 8, "augmentation": None}
+    tune = {"number_of_epochs": 15, "batch_size": 8, "augmentation": None}
+    small = {"encoder_preset": "quartznet_tiny"}  # scratch = the small base's arch
+    corpora = [
+        Corpus("en", "en", 1500, seed=1, accents=BASE_ACCENTS),
+        Corpus("es", "es", 500, seed=2),
+        Corpus("en_accents", "en", 400, seed=3, accents=HELD_OUT_ACCENTS),
+        Corpus("en_medical", "en", 400, seed=4, domain="medical"),
+    ]
+    runs = [
+        Run(
+            "base_small",
+            "EnglishBase",
+            "quartznet_small.yaml",
+            "en",
+            "base",
+            "small",
+            overrides={**base_over, **small},
+            language="en",
+        ),
+        Run(
+            "base_large",
+            "EnglishBase",
+            "quartznet_large.yaml",
+            "en",
+            "base",
+            "large",
+            overrides={**base_over, "encoder_preset": "quartznet_small"},
+            language="en",
+        ),
+    ]
+    runs += _transfer_runs(
+        "language",
+        "es",
+        "CommonVoice",
+        "es_xfer.yaml",
+        "es_scratch.yaml",
+        "es",
+        "base_small",
+        tune,
+        small,
+        variants=("scratch", "xfer_none", "xfer"),
+    )
+    runs += _transfer_runs(
+        "size",
+        "es",
+        "CommonVoice",
+        "es_xfer.yaml",
+        "es_scratch.yaml",
+        "es",
+        "base_large",
+        tune,
+        small,
+        variants=("xfer",),
+        size="all",
+        prefix="size_es_large",
+    )
+    runs += _transfer_runs(
+        "accent",
+        "en",
+        "AccentedEnglish",
+        "xfer.yaml",
+        "scratch.yaml",
+        "en_accents",
+        "base_small",
+        tune,
+        small,
+    )
+    runs += _transfer_runs(
+        "domain",
+        "en",
+        "Domain",
+        "xfer.yaml",
+        "scratch.yaml",
+        "en_medical",
+        "base_small",
+        tune,
+        small,
+    )
+    return Profile(
+        "demo",
+        corpora,
+        runs,
+        description=(
+            "Demo profile: scaled-down presets (small base = quartznet_tiny, large "
+            "base = quartznet_small), one language (es), one accent set, one domain."
+        ),
+        forgetting=[("language_es_xfer_s1", "base_small")],
+    )
+
+
+def full_profile(seeds: int = 1) -> Profile:
+    """Everything in the issue: 4 languages, accents, 2 domains, sizes, freezing."""
+    base_over = {"number_of_epochs": 15, "batch_size": 8, "augmentation": None}
+    tune = {"number_of_epochs": 20, "batch_size": 8, "augmentation": None}
+    small: dict = {}  # the YAML defaults: small base = quartznet_small
+    corpora = [
+        Corpus("en", "en", 3000, seed=1, accents=BASE_ACCENTS),
+        Corpus("zh-CN", "zh-CN", 3000, seed=11),
+        Corpus("es", "es", 1500, seed=2),
+        Corpus("de", "de", 1500, seed=5),
+        Corpus("ru", "ru", 1500, seed=6),
+        Corpus("zh-HK", "zh-HK", 1500, seed=7),
+        Corpus("en_accents", "en", 800, seed=3, accents=HELD_OUT_ACCENTS),
+        Corpus("en_medical", "en", 800, seed=4, domain="medical"),
+        Corpus("en_atc", "en", 800, seed=8, domain="atc"),
+    ]
+    # Fine-tuning sizes for the larger-vs-smaller base comparison (~10/30/100 min).
+    sizes = {"10min": 190, "30min": 570}
+    corpora += [
+        Corpus(f"es_{label}", "es", subset_of="es", train_utterances=n)
+        for label, n in sizes.items()
+    ]
+    runs = [
+        Run(
+            "base_small",
+            "EnglishBase",
+            "quartznet_small.yaml",
+            "en",
+            "base",
+            "small",
+            overrides=base_over,
+            language="en",
+        ),
+        Run(
+            "base_large",
+            "EnglishBase",
+            "quartznet_large.yaml",
+            "en",
+            "base",
+            "large",
+            overrides=base_over,
+            language="en",
+        ),
+        Run(
+            "base_zh",
+            "MandarinBase",
+            "quartznet_small.yaml",
+            "zh-CN",
+            "base",
+            "small",
+            overrides=base_over,
+            language="zh-CN",
+        ),
+    ]
+    for seed in range(1, seeds + 1):
+        for lang in ("es", "de", "ru"):
+            runs += _transfer_runs(
+                "language",
+                lang,
+                "CommonVoice",
+                f"{lang}_xfer.yaml",
+                f"{lang}_scratch.yaml",
+                lang,
+                "base_small",
+                tune,
+                small,
+                seed,
+                variants=("scratch", "xfer_none", "xfer"),
+            )
+        runs += _transfer_runs(
+            "language",
+            "zh-HK",
+            "Cantonese",
+            "xfer.yaml",
+            "scratch.yaml",
+            "zh-HK",
+            "base_zh",
+            tune,
+            small,
+            seed,
+            variants=("scratch", "xfer_none", "xfer"),
+        )
+        runs += _transfer_runs(
+            "accent",
+            "en",
+            "AccentedEnglish",
+            "xfer.yaml",
+            "scratch.yaml",
+            "en_accents",
+            "base_small",
+            tune,
+            small,
+            seed,
+        )
+        for domain in ("medical", "atc"):
+            runs += _transfer_runs(
+                "domain",
+                "en",
+                "Domain",
+                "xfer.yaml",
+                "scratch.yaml",
+                f"en_{domain}",
+                "base_small",
+                tune,
+                small,
+                seed,
+                prefix=f"domain_{domain}",
+            )
+        for label in [*sizes, "all"]:
+            data = "es" if label == "all" else f"es_{label}"
+            for base in ("small", "large"):
+                runs += _transfer_runs(
+                    "size",
+                    "es",
+                    "CommonVoice",
+                    "es_xfer.yaml",
+                    "es_scratch.yaml",
+                    data,
+                    f"base_{base}",
+                    tune,
+                    small,
+                    seed,
+                    variants=("xfer",),
+                    size=label,
+                    prefix=f"size_es_{base}_{label}",
+                )
+            if label != "all":  # the full-size scratch run is the language one
+                runs += _transfer_runs(
+                    "size",
+                    "es",
+                    "CommonVoice",
+                    "es_xfer.yaml",
+                    "es_scratch.yaml",
+                    data,
+                    "base_small",
+                    tune,
+                    small,
+                    seed,
+                    variants=("scratch",),
+                    size=label,
+                    prefix=f"size_es_{label}",
+                )
+        freezing = {
+            "frozen_bn": {
+                "freeze_patterns": ["encoder"],
+                "keep_batchnorm_trainable": True,
+            },
+            "staged": {
+                "freeze_patterns": ["encoder"],
+                "unfreeze_at": {
+                    3: ["encoder.epilogue", "encoder.blocks.3-4"],
+                    6: ["encoder"],
+                },
+            },
+            "layerwise": {"lr_decay": 0.8},
+        }
+        for variant, over in freezing.items():
+            runs.append(
+                Run(
+                    f"freezing_es_{variant}_s{seed}",
+                    "CommonVoice",
+                    "es_xfer.yaml",
+                    "es",
+                    "freezing",
+                    variant,
+                    base="base_small",
+                    overrides={**tune, **over, "seed": seed},
+                    language="es",
+                    seed=seed,
+                )
+            )
+    return Profile(
+        "full",
+        corpora,
+        runs,
+        description="Full profile: YAML-default presets, every table of the study.",
+        forgetting=[
+            ("language_es_xfer_s1", "base_small"),
+            ("freezing_es_frozen_bn_s1", "base_small"),
+        ],
+    )
+
+
+def tiny_profile() -> Profile:
+    """A few utterances and one epoch: exercises the whole pipeline in tests."""
+    over = {
+        "number_of_epochs": 2,
+        "batch_size": 4,
+        "encoder_preset": "quartznet_tiny",
+        "augmentation": None,
+    }
+    tune = {"number_of_epochs": 2, "batch_size": 4, "augmentation": None}
+    small = {"encoder_preset": "quartznet_tiny"}
+    corpora = [
+        Corpus("en", "en", 16, seed=1, accents="us,rp"),
+        Corpus("es", "es", 16, seed=2),
+        Corpus("en_accents", "en", 12, seed=3, accents=HELD_OUT_ACCENTS),
+        Corpus("en_medical", "en", 12, seed=4, domain="medical"),
+    ]
+    runs = [
+        Run(
+            "base_small",
+            "EnglishBase",
+            "quartznet_small.yaml",
+            "en",
+            "base",
+            "small",
+            overrides=over,
+            language="en",
+        ),
+        Run(
+            "base_large",
+            "EnglishBase",
+            "quartznet_large.yaml",
+            "en",
+            "base",
+            "large",
+            overrides={**over, "encoder_preset": "quartznet_small"},
+            language="en",
+        ),
+    ]
+    runs += _transfer_runs(
+        "language",
+        "es",
+        "CommonVoice",
+        "es_xfer.yaml",
+        "es_scratch.yaml",
+        "es",
+        "base_small",
+        tune,
+        small,
+        variants=("scratch", "xfer_none", "xfer"),
+    )
+    runs += _transfer_runs(
+        "size",
+        "es",
+        "CommonVoice",
+        "es_xfer.yaml",
+        "es_scratch.yaml",
+        "es",
+        "base_large",
+        tune,
+        small,
+        variants=("xfer",),
+        size="all",
+        prefix="size_es_large",
+    )
+    runs += _transfer_runs(
+        "accent",
+        "en",
+        "AccentedEnglish",
+        "xfer.yaml",
+        "scratch.yaml",
+        "en_accents",
+        "base_small",
+        tune,
+        small,
+    )
+    runs += _transfer_runs(
+        "domain",
+        "en",
+        "Domain",
+        "xfer.yaml",
+        "scratch.yaml",
+        "en_medical",
+        "base_small",
+        tune,
+        small,
+    )
+    return Profile(
+        "tiny",
+        corpora,
+        runs,
+        description="Tiny profile (tests): a few utterances, two epochs.",
+        forgetting=[("language_es_xfer_s1", "base_small")],
+    )
+
+
+PROFILES = {"demo": demo_profile, "full": full_profile, "tiny": tiny_profile}
+
+
+# --------------------------------------------------------------------- corpora
+def make_corpora(profile: Profile, data_dir: Path, jobs: int = 2) -> dict:
+    """Synthesize (or reuse) every corpus of the profile; name -> folder."""
+    from xlt_plugin.data.synth import synthesize_corpus
+
+    folders = {}
+    for corpus in profile.corpora:
+        out = data_dir / corpus.name
+        folders[corpus.name] = out
+        if (out / "validated.tsv").exists():
+            continue
+        if corpus.subset_of:
+            make_subset(folders[corpus.subset_of], out, corpus.train_utterances)
+            continue
+        logger.info("Synthesizing %s (%d utterances)", corpus.name, corpus.utterances)
+        synthesize_corpus(
+            out,
+            corpus.locale,
+            corpus.utterances,
+            seed=corpus.seed,
+            accents=corpus.accents,
+            domain=corpus.domain,
+            jobs=jobs,
+            progress=True,
+        )
+    return folders
+
+
+def make_subset(parent: Path, out: Path, train_utterances: int) -> Path:
+    """A Common Voice folder with the first N training rows of ``parent``.
+
+    Dev and test are the parent's; clips are symlinked, not copied.
+
+    Arguments
+    ---------
+    parent : Path
+        A Common Voice-layout folder.
+    out : Path
+        The subset folder to write.
+    train_utterances : int
+        Training rows to keep.
+
+    Returns
+    -------
+    Path
+    """
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    (tmp / "clips").symlink_to((parent / "clips").resolve(), target_is_directory=True)
+    rows = {}
+    for split in ("train", "dev", "test"):
+        lines = (parent / f"{split}.tsv").read_text(encoding="utf-8").splitlines()
+        if split == "train":
+            if len(lines) - 1 < train_utterances:
+                raise ValueError(
+                    f"{parent}/train.tsv has {len(lines) - 1} rows, fewer than the "
+                    f"{train_utterances} asked for"
+                )
+            lines = lines[: train_utterances + 1]
+        rows[split] = lines
+        (tmp / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    validated = rows["train"] + rows["dev"][1:] + rows["test"][1:]
+    (tmp / "validated.tsv").write_text("\n".join(validated) + "\n", encoding="utf-8")
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out
+
+
+# ------------------------------------------------------------------------ runs
+def run_folder(runs_dir: Path, run: Run) -> Path:
+    """Output folder of a run."""
+    return runs_dir / run.name
+
+
+def is_finished(folder: Path) -> bool:
+    """A run is finished when its metrics hold a final (not zero-shot) test line."""
+    metrics = folder / "metrics.jsonl"
+    if not metrics.exists() or not (folder / "model" / "config.json").exists():
+        return False
+    for line in metrics.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        if record["stage"] == "test" and not record.get("zero_shot", False):
+            return True
+    return False
+
+
+def _flow(value) -> str:
+    """A value as YAML flow text (what SpeechBrain's overrides parse)."""
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    return str(value)
+
+
+def _override_args(overrides: dict) -> list[str]:
+    return [f"--{key}={_flow(value)}" for key, value in overrides.items()]
+
+
+def command(run: Run, data: Path, runs_dir: Path) -> list[str]:
+    """The exact command line of a run (what a user would type)."""
+    folder = RECIPES / run.recipe
+    cmd = [
+        sys.executable,
+        str(folder / "train.py"),
+        str(folder / "hparams" / run.hparams),
+        f"--data_folder={data}",
+        f"--output_folder={run_folder(runs_dir, run)}",
+        "--noprogressbar",
+    ]
+    if run.base:
+        cmd.append(f"--pretrained_path={runs_dir / run.base / 'model'}")
+    return cmd + _override_args(run.overrides)
+
+
+def execute(
+    profile: Profile,
+    folders: dict,
+    runs_dir: Path,
+    jobs: int = 2,
+    threads: int = 1,
+    progress: bool = True,
+) -> dict:
+    """Run every run of the profile over ``jobs`` slots; name -> "ok" | error.
+
+    A run starts when its base has finished; a failed base fails its dependants
+    (counted, reported) while independent runs go on.
+    """
+    from tqdm import tqdm
+
+    runs = {run.name: run for run in profile.runs}
+    status: dict[str, str] = {}
+    for name, run in runs.items():
+        if is_finished(run_folder(runs_dir, run)):
+            status[name] = "ok"
+    pending = [n for n in runs if n not in status]
+    active: dict[str, tuple] = {}
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(
+        os.pathsep
+    )
+    bar = tqdm(
+        total=len(runs),
+        initial=len(status),
+        desc=f"study {profile.name}",
+        unit="run",
+        disable=not progress,
+    )
+    while pending or active:
+        for name in list(pending):
+            if len(active) >= jobs:
+                break
+            base = runs[name].base
+            if base and status.get(base) not in (None, "ok"):
+                status[name] = f"skipped: base {base} failed"
+                pending.remove(name)
+                bar.update(1)
+                continue
+            if base and status.get(base) != "ok":
+                continue  # wait for the base
+            folder = run_folder(runs_dir, runs[name])
+            folder.mkdir(parents=True, exist_ok=True)
+            log = open(folder / "log.txt", "a", encoding="utf-8")
+            cmd = command(runs[name], folders[runs[name].data], runs_dir)
+            log.write("$ " + " ".join(cmd) + "\n")
+            log.flush()
+            proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO
+            )
+            active[name] = (proc, log, time.time())
+            pending.remove(name)
+        time.sleep(0.5)
+        for name, (proc, log, start) in list(active.items()):
+            if proc.poll() is None:
+                continue
+            log.close()
+            del active[name]
+            seconds = time.time() - start
+            folder = run_folder(runs_dir, runs[name])
+            if proc.returncode == 0 and is_finished(folder):
+                status[name] = "ok"
+                bar.write(f"done  {name:32s} {_summary(folder)} ({seconds:.0f} s)")
+            else:
+                status[name] = f"failed (exit {proc.returncode}, see {folder}/log.txt)"
+                bar.write(f"FAIL  {name:32s} {status[name]}")
+            bar.update(1)
+        if (
+            not active
+            and pending
+            and all(runs[n].base and status.get(runs[n].base) is None for n in pending)
+        ):
+            raise RuntimeError(f"Study runs wait on bases that never run: {pending}")
+    bar.close()
+    return status
+
+
+def _summary(folder: Path) -> str:
+    lines = (folder / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    tests = [json.loads(x) for x in lines]
+    tests = [r for r in tests if r["stage"] == "test" and not r.get("zero_shot")]
+    cer = sum(r["CER"] for r in tests) / len(tests)
+    return f"test CER {cer:5.1f}, {tests[-1]['epoch']} epochs"
+
+
+def write_manifest(profile: Profile, folders: dict, out: Path) -> Path:
+    """``study.json``: what each run is, for the report."""
+    manifest = {
+        "profile": profile.name,
+        "description": profile.description,
+        "corpora": {
+            c.name: {**asdict(c), "folder": str(folders[c.name])}
+            for c in profile.corpora
+        },
+        "runs": [asdict(run) for run in profile.runs],
+        "forgetting": profile.forgetting,
+    }
+    path = out / "study.json"
+    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def corpus_sizes(folder: Path) -> dict:
+    """Utterances and hours per split of a Common Voice-layout folder."""
+    durations = {}
+    path = folder / "clip_durations.tsv"
+    if path.exists():
+        with open(path, encoding="utf-8") as f:
+            for row in csv.DictReader(f, delimiter="\t"):
+                durations[row["clip"]] = float(row["duration[ms]"]) / 1000
+    sizes = {}
+    for split in ("train", "dev", "test"):
+        with open(folder / f"{split}.tsv", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+        seconds = sum(durations.get(r["path"], 0.0) for r in rows)
+        sizes[split] = {"utterances": len(rows), "minutes": round(seconds / 60, 1)}
+    return sizes
+
+
+def run_study(
+    profile_name: str = "demo",
+    out: str | os.PathLike = "results/study",
+    jobs: int = 2,
+    threads: int = 1,
+    seeds: int = 1,
+    progress: bool = True,
+) -> Path:
+    """Synthesize, train, transfer, and write the report. Returns REPORT.md.
+
+    Arguments
+    ---------
+    profile_name : str
+        ``demo`` (default, < 30 min on 2 cores), ``full`` (hours) or ``tiny``.
+    out : path
+        Study folder: ``data/``, ``runs/``, ``REPORT.md``, ``figures/``.
+    jobs : int
+        Runs side by side.
+    threads : int
+        Torch threads per run.
+    seeds : int
+        Seeds per transfer (full profile).
+    progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    Path
+    """
+    from xlt_plugin.report import write_report
+
+    if profile_name not in PROFILES:
+        raise ValueError(f"Unknown profile {profile_name!r}; use {sorted(PROFILES)}")
+    profile = (
+        full_profile(seeds) if profile_name == "full" else PROFILES[profile_name]()
+    )
+    out = Path(out)
+    started = time.time()
+    folders = make_corpora(profile, out / "data", jobs=jobs)
+    write_manifest(profile, folders, out)
+    status = execute(profile, folders, out / "runs", jobs, threads, progress)
+    report = write_report(out)
+    failed = {k: v for k, v in status.items() if v != "ok"}
+    minutes = (time.time() - started) / 60
+    print(
+        f"Study {profile.name}: {len(status) - len(failed)} runs ok, "
+        f"{len(failed)} not, {minutes:.1f} min. Report: {report}"
+    )
+    for name, why in failed.items():
+        print(f"  {name}: {why}")
+    if failed:
+        raise SystemExit(1)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m xlt_plugin.study [--profile demo] [--out results/study]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="demo", choices=sorted(PROFILES))
+    parser.add_argument("--out", default="results/study")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seeds", type=int, default=1)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    run_study(args.profile, args.out, args.jobs, args.threads, args.seeds)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
