@@ -1,0 +1,94 @@
+"""The study pipeline end to end in its tiny profile, and the report's sources."""
+
+import json
+import re
+
+import pytest
+
+from xlt_plugin import study as study_mod
+from xlt_plugin.report import convergence_ratio, final_tests, read_metrics
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study")
+    report = study_mod.run_study("tiny", out, jobs=2, progress=False)
+    return out, report
+
+
+def _row(report_text: str, *cells: str) -> list[str]:
+    for line in report_text.splitlines():
+        parts = [p.strip() for p in line.strip("|").split("|")]
+        if all(c in parts for c in cells):
+            return parts
+    raise AssertionError(f"no table row with {cells}")
+
+
+def test_every_run_finished_and_report_has_every_section(tiny_study):
+    out, report = tiny_study
+    manifest = json.loads((out / "study.json").read_text())
+    for run in manifest["runs"]:
+        assert study_mod.is_finished(out / "runs" / run["name"]), run["name"]
+    text = report.read_text()
+    for heading in (
+        "## 1. Languages",
+        "## 2. Accents",
+        "## 3. Domains",
+        "## 4. Larger base",
+        "## 5. Convergence",
+        "## 7. Forgetting",
+        "synthetic",
+    ):
+        assert heading in text
+    figures = sorted(p.name for p in (out / "figures").glob("*.png"))
+    assert "convergence_language_es.png" in figures and len(figures) == 3
+    for name in figures:
+        assert f"(figures/{name})" in text
+        assert (out / "figures" / name).stat().st_size > 5000
+
+
+def test_report_numbers_come_from_the_runs_files(tiny_study):
+    out, report = tiny_study
+    text = report.read_text()
+    for variant, label in [
+        ("scratch", "from scratch"),
+        ("xfer", "transfer, head remapped (xlt_plugin)"),
+    ]:
+        records = read_metrics(out / "runs" / f"language_es_{variant}_s1")
+        cer = final_tests(records)["test"]["CER"]
+        row = _row(text, "es", label)
+        assert row[2] == f"{cer:.1f}"
+    remap = json.loads((out / "runs/language_es_xfer_s1/remap_report.json").read_text())
+    row = _row(text, "es", "transfer, head remapped (xlt_plugin)")
+    assert row[5] == f"{remap['copied'] + remap['averaged']}/{remap['n_target'] - 1}"
+    # The claims list compares exactly the numbers in the table.
+    claim = re.search(r"es: transfer test CER ([\d.]+) vs scratch (\d+\.\d)", text)
+    assert claim and claim.group(2) == _row(text, "es", "from scratch")[2]
+
+
+def test_rerun_reuses_finished_runs(tiny_study):
+    out, _ = tiny_study
+    before = {p: p.stat().st_mtime for p in (out / "runs").glob("*/metrics.jsonl")}
+    study_mod.run_study("tiny", out, jobs=2, progress=False)
+    after = {p: p.stat().st_mtime for p in (out / "runs").glob("*/metrics.jsonl")}
+    assert before == after  # nothing retrained
+
+
+def test_convergence_ratio_edge_cases():
+    s = [{"epoch": 1, "CER": 80.0}, {"epoch": 2, "CER": 50.0}]
+    never = [{"epoch": 1, "CER": 90.0}, {"epoch": 2, "CER": 70.0}]
+    assert convergence_ratio(never, s)["xfer_epochs"] is None
+    assert convergence_ratio(never, s)["ratio"] is None
+    assert convergence_ratio([], s)["ratio"] is None
+
+
+def test_subset_keeps_dev_and_test(tmp_path, corpora):
+    parent = corpora("es", 16)
+    sub = study_mod.make_subset(parent, tmp_path / "sub", 4)
+    assert len((sub / "train.tsv").read_text().splitlines()) == 5
+    for split in ("dev", "test"):
+        assert (sub / f"{split}.tsv").read_text() == (
+            parent / f"{split}.tsv"
+        ).read_text()
+    with pytest.raises(ValueError, match="fewer than"):
+        study_mod.make_subset(parent, tmp_path / "big", 10_000)
