@@ -125,8 +125,8 @@ def _transfer_runs(
 
 def demo_profile() -> Profile:
     """Every claim of the paper once, within 30 minutes on 2 CPU cores."""
-    base_over = {"number_of_epochs": 12, "batch_size": 8, "augmentation": None}
-    tune = {"number_of_epochs": 15, "batch_size": 8, "augmentation": None}
+    base_over = {"number_of_epochs": 12}
+    tune = {"number_of_epochs": 15}
     small = {"encoder_preset": "quartznet_tiny"}  # scratch = the small base's arch
     corpora = [
         Corpus("en", "en", 1500, seed=1, accents=BASE_ACCENTS),
@@ -218,8 +218,8 @@ def demo_profile() -> Profile:
 
 def full_profile(seeds: int = 1) -> Profile:
     """Everything in the issue: 4 languages, accents, 2 domains, sizes, freezing."""
-    base_over = {"number_of_epochs": 15, "batch_size": 8, "augmentation": None}
-    tune = {"number_of_epochs": 20, "batch_size": 8, "augmentation": None}
+    base_over = {"number_of_epochs": 15}
+    tune = {"number_of_epochs": 20}
     small: dict = {}  # the YAML defaults: small base = quartznet_small
     corpora = [
         Corpus("en", "en", 3000, seed=1, accents=BASE_ACCENTS),
@@ -401,13 +401,8 @@ def full_profile(seeds: int = 1) -> Profile:
 
 def tiny_profile() -> Profile:
     """A few utterances and one epoch: exercises the whole pipeline in tests."""
-    over = {
-        "number_of_epochs": 2,
-        "batch_size": 4,
-        "encoder_preset": "quartznet_tiny",
-        "augmentation": None,
-    }
-    tune = {"number_of_epochs": 2, "batch_size": 4, "augmentation": None}
+    over = {"number_of_epochs": 2, "batch_size": 4, "encoder_preset": "quartznet_tiny"}
+    tune = {"number_of_epochs": 2, "batch_size": 4}
     small = {"encoder_preset": "quartznet_tiny"}
     corpora = [
         Corpus("en", "en", 16, seed=1, accents="us,rp"),

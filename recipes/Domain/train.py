@@ -6,10 +6,15 @@
 
 Any Common Voice-layout folder works; `xlt synth --lang en --domain medical`
 makes one. The test set is scored per `sentence_domain`: the base as it is
-(zero-shot), after fine-tuning, and (scratch.yaml) from scratch.
+(zero-shot), after fine-tuning, and (scratch.yaml) from scratch. With
+`lm_order` > 0 a word n-gram LM is then built from the TRAIN transcripts and the
+test set is decoded again with beam search + LM (metrics lines with
+"decoder": "beam+lm").
 """
 
 import sys
+
+import speechbrain as sb
 
 from xlt_plugin.recipe import (
     common_voice_data,
@@ -19,11 +24,54 @@ from xlt_plugin.recipe import (
     make_brain,
 )
 
+
+def test_with_domain_lm(brain, datasets, hparams):
+    """Build the domain LM from the training transcripts; re-test with it."""
+    from xlt_plugin.lm import build_arpa
+    from xlt_plugin.tokens import load_tokens
+    from xlt_plugin.transcribe import CTCDecoder, evaluate_decoder
+
+    if not sb.utils.distributed.if_main_process():
+        return {}
+    # TRAIN sentences only: the test sentences must stay unseen by the LM.
+    sentences = [
+        row["wrd"]
+        for row in sb.dataio.dataio.load_data_csv(hparams["train_csv"]).values()
+    ]
+    build_arpa(sentences, hparams["lm_file"], order=hparams["lm_order"])
+    decoder = CTCDecoder(
+        load_tokens(brain.tokenizer),
+        hparams["blank_index"],
+        beam=hparams["lm_beam"],
+        lm=hparams["lm_file"],
+        lm_weight=hparams["lm_weight"],
+        word_bonus=hparams["lm_word_bonus"],
+    )
+    record = {
+        "decoder": "beam+lm",
+        "beam": hparams["lm_beam"],
+        "lm": str(hparams["lm_file"]),
+        "lm_order": hparams["lm_order"],
+        "lm_weight": hparams["lm_weight"],
+        "lm_word_bonus": hparams["lm_word_bonus"],
+    }
+    return evaluate_decoder(
+        brain,
+        datasets["test"],
+        decoder,
+        hparams.get("test_dataloader_opts", {}),
+        record,
+    )
+
+
 if __name__ == "__main__":
     hparams, run_opts, _ = load_recipe(sys.argv[1:])
     tokenizer, datasets = common_voice_data(hparams)
     brain = make_brain(hparams, run_opts, tokenizer)
     results = fit_and_test(brain, datasets, hparams)
+    lm_results = None
+    if hparams.get("lm_order", 0) > 0:
+        lm_results = test_with_domain_lm(brain, datasets, hparams)
     export_model(
         brain,
         hparams,
@@ -32,5 +80,6 @@ if __name__ == "__main__":
             "pretrained_path": str(hparams.get("pretrained_path") or ""),
             "remap_strategy": hparams.get("remap_strategy"),
             "test": results,
+            "test_beam_lm": lm_results,
         },
     )
