@@ -165,7 +165,9 @@ def test_domain_recipe_scores_the_domain(en_base, corpora, tmp_path):
     )
     tests = [r for r in records if r["stage"] == "test"]
     assert {r["test_set"] for r in tests} == {"medical"}
-    assert [r["zero_shot"] for r in tests] == [True, False]
+    # zero-shot, fine-tuned (greedy), fine-tuned with beam search + domain LM
+    assert [r["zero_shot"] for r in tests] == [True, False, False]
+    assert [r.get("decoder", "greedy") for r in tests][-1] == "beam+lm"
 
 
 def test_mandarin_base_then_cantonese_transfer(corpora, tmp_path):

@@ -12,10 +12,12 @@ Authors
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 __all__ = ["main", "build_parser", "command", "CommandError"]
 
@@ -153,6 +155,225 @@ def synth(parser: argparse.ArgumentParser) -> Runner:
             f"wrote {sum(info['utterances'].values())} clips "
             f"({info['total_seconds'] / 60:.1f} min) to {info['out_dir']}: {splits}"
         )
+        return 0
+
+    return run
+
+
+@command("export", help="export a recipe run as an EncoderASR folder + model card")
+def export(parser: argparse.ArgumentParser) -> Runner:
+    """``xlt export``: best checkpoint -> hub layout (see ``xlt_plugin.export``)."""
+    parser.description = (
+        "Write the best checkpoint (lowest valid CER) of a recipe run as a folder "
+        "that SpeechBrain's EncoderASR.from_hparams(source=DIR) loads, with a "
+        "HuggingFace model card (README.md). The folder is also a pretrained_path "
+        "for the next transfer."
+    )
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="RUN",
+        help="a recipe's output folder (or one of its save/CKPT+* folders)",
+    )
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="folder to write (replaced)"
+    )
+    parser.add_argument("--name", help="model name in the card (default: derived)")
+    parser.add_argument(
+        "--min-key",
+        default="CER",
+        metavar="KEY",
+        help="checkpoint meta key to minimise (CER)",
+    )
+    parser.add_argument(
+        "--data-origin",
+        choices=("auto", "synthetic", "recorded"),
+        default="auto",
+        help="say whether the training audio was synthetic (auto: detect)",
+    )
+
+    def run(args: argparse.Namespace) -> int:
+        from xlt_plugin.export import ExportError, export_run
+
+        synthetic = {"auto": None, "synthetic": True, "recorded": False}
+        try:
+            out = export_run(
+                args.checkpoint,
+                args.out,
+                min_key=args.min_key,
+                name=args.name,
+                synthetic=synthetic[args.data_origin],
+            )
+        except (ExportError, OSError) as err:
+            raise CommandError(str(err)) from None
+        print(f"exported {args.checkpoint} to {out} (model card: {out}/README.md)")
+        return 0
+
+    return run
+
+
+@command("transcribe", help="transcribe audio files (greedy, beam search, n-gram LM)")
+def transcribe(parser: argparse.ArgumentParser) -> Runner:
+    """``xlt transcribe``: print ``FILE<TAB>TEXT`` per file."""
+    parser.description = (
+        "Transcribe audio files (wav, flac, mp3, ...; any sample rate; stereo is "
+        "down-mixed) with a model folder; prints FILE<TAB>TEXT per file. Files "
+        "longer than --chunk-seconds are cut at pauses."
+    )
+    parser.add_argument(
+        "--model",
+        required=True,
+        metavar="DIR",
+        help="model folder (xlt export, <output_folder>/model) or .nemo",
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE", help="audio files")
+    parser.add_argument(
+        "--beam",
+        type=int,
+        metavar="N",
+        help="beam width (default: 1 = greedy; 16 with --lm or --hotwords)",
+    )
+    parser.add_argument("--lm", metavar="FILE.arpa", help="word n-gram LM to fuse")
+    parser.add_argument(
+        "--lm-weight", type=float, default=0.5, help="LM weight, alpha (0.5)"
+    )
+    parser.add_argument(
+        "--word-bonus", type=float, default=1.0, help="bonus per word, beta (1.0)"
+    )
+    parser.add_argument(
+        "--hotwords", metavar="LIST", help="comma-separated words to favour"
+    )
+    parser.add_argument(
+        "--hotword-weight", type=float, default=10.0, help="hotword bonus (10)"
+    )
+    parser.add_argument(
+        "--chunk-seconds",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="longest chunk fed to the model (30)",
+    )
+
+    def run(args: argparse.Namespace) -> int:
+        from xlt_plugin.lm import ArpaError
+        from xlt_plugin.transcribe import Transcriber
+
+        hotwords = [w for w in (args.hotwords or "").split(",") if w.strip()]
+        beam = args.beam
+        if beam is None:
+            beam = 16 if (args.lm or hotwords) else 1
+        if beam < 1 or args.chunk_seconds <= 0:
+            raise CommandError("--beam must be >= 1 and --chunk-seconds > 0")
+        missing = [f for f in args.files if not os.path.isfile(f)]
+        if missing:
+            raise CommandError(f"no such audio file: {', '.join(missing)}")
+        try:
+            transcriber = Transcriber.from_dir(
+                args.model,
+                chunk_seconds=args.chunk_seconds,
+                beam=beam,
+                lm=args.lm,
+                lm_weight=args.lm_weight,
+                word_bonus=args.word_bonus,
+                hotwords=hotwords,
+                hotword_weight=args.hotword_weight,
+            )
+        except (OSError, ValueError, KeyError, ArpaError) as err:
+            raise CommandError(f"{err}") from None
+        for path in args.files:
+            try:
+                text = transcriber.transcribe_file(path)
+            except (OSError, ValueError) as err:
+                raise CommandError(str(err)) from None
+            print(f"{path}\t{text}", flush=True)
+        return 0
+
+    return run
+
+
+@command("lm", help="build an ARPA word n-gram model (Kneser-Ney) from a text file")
+def lm(parser: argparse.ArgumentParser) -> Runner:
+    """``xlt lm``: interpolated modified Kneser-Ney, written as ARPA."""
+    parser.description = (
+        "Estimate an interpolated modified Kneser-Ney word n-gram model from a "
+        "text file (one sentence a line) and write it as ARPA, for "
+        "`xlt transcribe --lm` and KenLM."
+    )
+    parser.add_argument("--text", required=True, metavar="FILE", help="sentences")
+    parser.add_argument("--out", required=True, metavar="FILE.arpa", help="output")
+    parser.add_argument("--order", type=int, default=3, metavar="N", help="n (3)")
+    parser.add_argument(
+        "--language",
+        metavar="LOCALE",
+        help="normalise the text like the model's transcripts (e.g. en, es)",
+    )
+
+    def run(args: argparse.Namespace) -> int:
+        from xlt_plugin.lm import build_arpa
+
+        if args.order < 1:
+            raise CommandError(f"--order must be at least 1, got {args.order}")
+        try:
+            model = build_arpa(args.text, args.out, args.order, args.language)
+        except (OSError, ValueError) as err:
+            raise CommandError(str(err)) from None
+        counts = ", ".join(f"{n}-grams {c}" for n, c in enumerate(model.counts(), 1))
+        print(f"wrote {args.out}: {counts}")
+        return 0
+
+    return run
+
+
+@command("study", help="run the transfer study (make demo / make study) and report")
+def study(parser: argparse.ArgumentParser) -> Runner:
+    """``xlt study``: corpora, bases, transfers, baselines, then REPORT.md."""
+    from xlt_plugin.study import PROFILES
+
+    parser.description = (
+        "Synthesize the corpora, pretrain the bases, run every transfer and its "
+        "from-scratch baseline through the recipes, and write REPORT.md. A rerun "
+        "reuses finished runs and resumes an interrupted one."
+    )
+    parser.add_argument("--profile", default="demo", choices=sorted(PROFILES))
+    parser.add_argument("--out", default="results/study", metavar="DIR")
+    parser.add_argument("--jobs", type=int, default=2, help="runs side by side (2)")
+    parser.add_argument("--threads", type=int, default=1, help="threads per run (1)")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds (full profile)")
+
+    def run(args: argparse.Namespace) -> int:
+        from xlt_plugin.study import run_study
+
+        run_study(args.profile, args.out, args.jobs, args.threads, args.seeds)
+        return 0
+
+    return run
+
+
+@command("report", help="tables and figures from study or run folders")
+def report(parser: argparse.ArgumentParser) -> Runner:
+    """``xlt report``: a study folder, or any recipe output folders."""
+    parser.description = (
+        "Regenerate REPORT.md from a study folder (with study.json), or write a "
+        "report for any recipe output folders (e.g. runs on real Common Voice)."
+    )
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    parser.add_argument("--out", metavar="DIR", help="report folder (run folders)")
+
+    def run(args: argparse.Namespace) -> int:
+        from xlt_plugin.report import write_report, write_run_report
+
+        folders = [Path(r) for r in args.runs]
+        missing = [str(f) for f in folders if not f.is_dir()]
+        if missing:
+            raise CommandError(f"not a folder: {', '.join(missing)}")
+        try:
+            if len(folders) == 1 and (folders[0] / "study.json").exists():
+                path = write_report(folders[0])
+            else:
+                path = write_run_report(folders, args.out or "results/report")
+        except (OSError, ValueError) as err:
+            raise CommandError(str(err)) from None
+        print(f"wrote {path}")
         return 0
 
     return run

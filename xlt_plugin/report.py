@@ -33,12 +33,14 @@ def read_metrics(folder: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
 
 
-def final_tests(records: list[dict]) -> dict:
-    """Test set name -> final (fine-tuned) test record."""
+def final_tests(records: list[dict], decoder: str = "greedy") -> dict:
+    """Test set name -> final (fine-tuned) test record of one decoder."""
     return {
         r.get("test_set") or "test": r
         for r in records
-        if r["stage"] == "test" and not r.get("zero_shot")
+        if r["stage"] == "test"
+        and not r.get("zero_shot")
+        and r.get("decoder", "greedy") == decoder
     }
 
 
@@ -47,7 +49,9 @@ def zero_shot_tests(records: list[dict]) -> dict:
     return {
         r.get("test_set") or "test": r
         for r in records
-        if r["stage"] == "test" and r.get("zero_shot")
+        if r["stage"] == "test"
+        and r.get("zero_shot")
+        and r.get("decoder", "greedy") == "greedy"
     }
 
 
@@ -381,11 +385,16 @@ def _per_set_section(study: Study, task: str, title: str, verdicts: list) -> lis
             base = [study.zero_shot(r, "WER", test_set) for r in xs]
             tuned = [study.final(r, "WER", test_set) for r in xs]
             scratch = [study.final(r, "WER", test_set) for r in ss]
+            with_lm = [
+                final_tests(study.records[r["name"]], "beam+lm").get(test_set, {})
+                for r in xs
+            ]
             rows.append(
                 [
                     test_set,
                     _mean_std(base),
                     _mean_std(tuned),
+                    _mean_std([t.get("WER") for t in with_lm]),
                     _mean_std(scratch),
                     _mean_std([study.zero_shot(r, "CER", test_set) for r in xs]),
                     _mean_std([study.final(r, "CER", test_set) for r in xs]),
@@ -407,6 +416,7 @@ def _per_set_section(study: Study, task: str, title: str, verdicts: list) -> lis
             "test set",
             "base as is WER",
             "fine-tuned WER",
+            "fine-tuned + LM WER",
             "scratch WER",
             "base as is CER",
             "fine-tuned CER",

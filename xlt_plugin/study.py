@@ -693,11 +693,11 @@ def execute(
 
 
 def _summary(folder: Path) -> str:
-    lines = (folder / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-    tests = [json.loads(x) for x in lines]
-    tests = [r for r in tests if r["stage"] == "test" and not r.get("zero_shot")]
+    from xlt_plugin.report import final_tests, read_metrics
+
+    tests = list(final_tests(read_metrics(folder)).values())
     cer = sum(r["CER"] for r in tests) / len(tests)
-    return f"test CER {cer:5.1f}, {tests[-1]['epoch']} epochs"
+    return f"test CER {cer:5.1f} (best epoch {tests[-1]['epoch']})"
 
 
 def write_manifest(profile: Profile, folders: dict, out: Path) -> Path:
