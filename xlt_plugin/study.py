@@ -489,7 +489,56 @@ def tiny_profile() -> Profile:
     )
 
 
-PROFILES = {"demo": demo_profile, "full": full_profile, "tiny": tiny_profile}
+def languages_profile() -> Profile:
+    """The recipes' README table: de, es, ru from English, zh-HK from Mandarin.
+
+    Small corpora (300 utterances per target language, 1000 per base), the
+    YAML-default small presets, 15 fine-tuning epochs: about an hour on 2 cores.
+    """
+    base_over = {"number_of_epochs": 12}
+    tune = {"number_of_epochs": 15}
+    corpora = [
+        Corpus("en", "en", 1000, seed=11, accents=BASE_ACCENTS),
+        Corpus("zh-CN", "zh-CN", 1000, seed=13),
+        Corpus("es", "es", 300, seed=12),
+        Corpus("de", "de", 300, seed=14),
+        Corpus("ru", "ru", 300, seed=15),
+        Corpus("zh-HK", "zh-HK", 300, seed=16),
+    ]
+    runs = [
+        Run("base_small", "EnglishBase", "quartznet_small.yaml", "en", "base",
+            "small", overrides=base_over, language="en"),
+        Run("base_zh", "MandarinBase", "quartznet_small.yaml", "zh-CN", "base",
+            "small", overrides=base_over, language="zh-CN"),
+    ]  # fmt: skip
+    for lang in ("es", "de", "ru"):
+        runs += _transfer_runs(
+            "language", lang, "CommonVoice", f"{lang}_xfer.yaml",
+            f"{lang}_scratch.yaml", lang, "base_small", tune, {},
+            variants=("scratch", "xfer_none", "xfer"),
+        )  # fmt: skip
+    runs += _transfer_runs(
+        "language", "zh-HK", "Cantonese", "xfer.yaml", "scratch.yaml", "zh-HK",
+        "base_zh", tune, {}, variants=("scratch", "xfer_none", "xfer"),
+    )  # fmt: skip
+    return Profile(
+        "languages",
+        corpora,
+        runs,
+        description=(
+            "Languages profile: the recipe READMEs' table (YAML-default small "
+            "presets, 300 utterances per target language)."
+        ),
+        forgetting=[("language_es_xfer_s1", "base_small")],
+    )
+
+
+PROFILES = {
+    "demo": demo_profile,
+    "full": full_profile,
+    "languages": languages_profile,
+    "tiny": tiny_profile,
+}
 
 
 # --------------------------------------------------------------------- corpora
