@@ -324,6 +324,44 @@ def lm(parser: argparse.ArgumentParser) -> Runner:
     return run
 
 
+@command(
+    "manifest", help="turn a CSV/TSV/JSONL of path,text into a Common Voice folder"
+)
+def manifest(parser: argparse.ArgumentParser) -> Runner:
+    """``xlt manifest``: your own data for any recipe's --data_folder."""
+    parser.description = (
+        "Write train/dev/test.tsv in Common Voice layout for a manifest of "
+        "`path, text` (optional `speaker`, `split`), so any recipe trains on it."
+    )
+    parser.add_argument("--manifest", required=True, metavar="FILE")
+    parser.add_argument("--out", required=True, metavar="DIR")
+    parser.add_argument("--lang", default="en", metavar="LOCALE")
+    parser.add_argument("--domain", default="", help="sentence_domain value")
+    parser.add_argument("--dev", type=float, default=0.1, help="dev share (0.1)")
+    parser.add_argument("--test", type=float, default=0.1, help="test share (0.1)")
+    parser.add_argument("--seed", type=int, default=1)
+
+    def run(args: argparse.Namespace) -> int:
+        from xlt_plugin.data.manifest import manifest_to_common_voice
+
+        try:
+            counts = manifest_to_common_voice(
+                args.manifest,
+                args.out,
+                args.lang,
+                args.domain,
+                args.dev,
+                args.test,
+                args.seed,
+            )
+        except (OSError, ValueError) as err:
+            raise CommandError(str(err)) from None
+        print(f"wrote {args.out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        return 0
+
+    return run
+
+
 @command("study", help="run the transfer study (make demo / make study) and report")
 def study(parser: argparse.ArgumentParser) -> Runner:
     """``xlt study``: corpora, bases, transfers, baselines, then REPORT.md."""
