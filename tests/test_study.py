@@ -60,7 +60,7 @@ def test_report_numbers_come_from_the_runs_files(tiny_study):
         assert row[2] == f"{cer:.1f}"
     remap = json.loads((out / "runs/language_es_xfer_s1/remap_report.json").read_text())
     row = _row(text, "es", "transfer, head remapped (xlt_plugin)")
-    assert row[5] == f"{remap['copied'] + remap['averaged']}/{remap['n_target'] - 1}"
+    assert row[6] == f"{remap['copied'] + remap['averaged']}/{remap['n_target'] - 1}"
     # The claims list compares exactly the numbers in the table.
     claim = re.search(r"es: transfer test CER ([\d.]+) vs scratch (\d+\.\d)", text)
     assert claim and claim.group(2) == _row(text, "es", "from scratch")[2]

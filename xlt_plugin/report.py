@@ -271,6 +271,13 @@ class Study:
             default=0,
         )
 
+    def dev_cer(self, run: dict, epoch: int) -> float | None:
+        """Dev CER after ``epoch`` epochs."""
+        for record in valid_curve(self.records[run["name"]]):
+            if record["epoch"] == epoch:
+                return record["CER"]
+        return None
+
     def remap(self, run: dict) -> dict | None:
         path = self.path(run["name"]) / "remap_report.json"
         return json.loads(path.read_text()) if path.exists() else None
@@ -324,6 +331,7 @@ def _language_section(study: Study, verdicts: list) -> list[str]:
                     _mean_std([study.zero_shot(r) for r in runs])
                     if variant != "scratch"
                     else "",
+                    _mean_std([study.dev_cer(r, 1) for r in runs]),
                     mapped,
                     str(study.epochs(runs[0])),
                     str(len(runs)),
@@ -353,6 +361,7 @@ def _language_section(study: Study, verdicts: list) -> list[str]:
             "test CER",
             "test WER",
             "zero-shot CER",
+            "dev CER after 1 epoch",
             "tokens mapped (of non-blank)",
             "epochs",
             "seeds",
@@ -361,7 +370,8 @@ def _language_section(study: Study, verdicts: list) -> list[str]:
     )
     lines += [
         "Zero-shot: the transferred model with its remapped head, before any "
-        "fine-tuning. Tokens mapped: target characters whose head row starts from "
+        "fine-tuning. Dev CER after 1 epoch shows how fast each start learns. "
+        "Tokens mapped: target characters whose head row starts from "
         "a source row (copied or averaged); Cantonese text is made from Mandarin "
         "words through OpenCC, so its overlap with the Mandarin base is high by "
         "construction.",
