@@ -123,85 +123,48 @@ def _transfer_runs(
     return runs
 
 
+def _demo_runs(base_small: dict, base_large: dict, tune: dict, small: dict) -> list:
+    """The demo's runs: two bases, es (3 starts), large-base es, accent, domain."""
+    runs = [
+        Run("base_small", "EnglishBase", "quartznet_small.yaml", "en", "base",
+            "small", overrides=base_small, language="en"),
+        Run("base_large", "EnglishBase", "quartznet_large.yaml", "en", "base",
+            "large", overrides=base_large, language="en"),
+    ]  # fmt: skip
+    runs += _transfer_runs(
+        "language", "es", "CommonVoice", "es_xfer.yaml", "es_scratch.yaml", "es",
+        "base_small", tune, small, variants=("scratch", "xfer_none", "xfer"),
+    )  # fmt: skip
+    runs += _transfer_runs(
+        "size", "es", "CommonVoice", "es_xfer.yaml", "es_scratch.yaml", "es",
+        "base_large", tune, small, variants=("xfer",), size="all",
+        prefix="size_es_large",
+    )  # fmt: skip
+    runs += _transfer_runs(
+        "accent", "en", "AccentedEnglish", "xfer.yaml", "scratch.yaml",
+        "en_accents", "base_small", tune, small,
+    )  # fmt: skip
+    runs += _transfer_runs(
+        "domain", "en", "Domain", "xfer.yaml", "scratch.yaml", "en_medical",
+        "base_small", tune, small,
+    )  # fmt: skip
+    return runs
+
+
 def demo_profile() -> Profile:
     """Every claim of the paper once, within 30 minutes on 2 CPU cores."""
-    base_over = {"number_of_epochs": 12}
-    tune = {"number_of_epochs": 15}
     small = {"encoder_preset": "quartznet_tiny"}  # scratch = the small base's arch
+    base = {"number_of_epochs": 12}
     corpora = [
         Corpus("en", "en", 1500, seed=1, accents=BASE_ACCENTS),
         Corpus("es", "es", 500, seed=2),
         Corpus("en_accents", "en", 400, seed=3, accents=HELD_OUT_ACCENTS),
         Corpus("en_medical", "en", 400, seed=4, domain="medical"),
     ]
-    runs = [
-        Run(
-            "base_small",
-            "EnglishBase",
-            "quartznet_small.yaml",
-            "en",
-            "base",
-            "small",
-            overrides={**base_over, **small},
-            language="en",
-        ),
-        Run(
-            "base_large",
-            "EnglishBase",
-            "quartznet_large.yaml",
-            "en",
-            "base",
-            "large",
-            overrides={**base_over, "encoder_preset": "quartznet_small"},
-            language="en",
-        ),
-    ]
-    runs += _transfer_runs(
-        "language",
-        "es",
-        "CommonVoice",
-        "es_xfer.yaml",
-        "es_scratch.yaml",
-        "es",
-        "base_small",
-        tune,
-        small,
-        variants=("scratch", "xfer_none", "xfer"),
-    )
-    runs += _transfer_runs(
-        "size",
-        "es",
-        "CommonVoice",
-        "es_xfer.yaml",
-        "es_scratch.yaml",
-        "es",
-        "base_large",
-        tune,
-        small,
-        variants=("xfer",),
-        size="all",
-        prefix="size_es_large",
-    )
-    runs += _transfer_runs(
-        "accent",
-        "en",
-        "AccentedEnglish",
-        "xfer.yaml",
-        "scratch.yaml",
-        "en_accents",
-        "base_small",
-        tune,
-        small,
-    )
-    runs += _transfer_runs(
-        "domain",
-        "en",
-        "Domain",
-        "xfer.yaml",
-        "scratch.yaml",
-        "en_medical",
-        "base_small",
-        tune,
+    runs = _demo_runs(
+        {**base, **small},
+        {**base, "encoder_preset": "quartznet_small"},
+        {"number_of_epochs": 15},
         small,
     )
     return Profile(
@@ -400,85 +363,17 @@ def full_profile(seeds: int = 1) -> Profile:
 
 
 def tiny_profile() -> Profile:
-    """A few utterances and one epoch: exercises the whole pipeline in tests."""
-    over = {"number_of_epochs": 2, "batch_size": 4, "encoder_preset": "quartznet_tiny"}
-    tune = {"number_of_epochs": 2, "batch_size": 4}
+    """A few utterances and two epochs: exercises the whole pipeline in tests."""
     small = {"encoder_preset": "quartznet_tiny"}
+    tune = {"number_of_epochs": 2, "batch_size": 4}
     corpora = [
         Corpus("en", "en", 16, seed=1, accents="us,rp"),
         Corpus("es", "es", 16, seed=2),
         Corpus("en_accents", "en", 12, seed=3, accents=HELD_OUT_ACCENTS),
         Corpus("en_medical", "en", 12, seed=4, domain="medical"),
     ]
-    runs = [
-        Run(
-            "base_small",
-            "EnglishBase",
-            "quartznet_small.yaml",
-            "en",
-            "base",
-            "small",
-            overrides=over,
-            language="en",
-        ),
-        Run(
-            "base_large",
-            "EnglishBase",
-            "quartznet_large.yaml",
-            "en",
-            "base",
-            "large",
-            overrides={**over, "encoder_preset": "quartznet_small"},
-            language="en",
-        ),
-    ]
-    runs += _transfer_runs(
-        "language",
-        "es",
-        "CommonVoice",
-        "es_xfer.yaml",
-        "es_scratch.yaml",
-        "es",
-        "base_small",
-        tune,
-        small,
-        variants=("scratch", "xfer_none", "xfer"),
-    )
-    runs += _transfer_runs(
-        "size",
-        "es",
-        "CommonVoice",
-        "es_xfer.yaml",
-        "es_scratch.yaml",
-        "es",
-        "base_large",
-        tune,
-        small,
-        variants=("xfer",),
-        size="all",
-        prefix="size_es_large",
-    )
-    runs += _transfer_runs(
-        "accent",
-        "en",
-        "AccentedEnglish",
-        "xfer.yaml",
-        "scratch.yaml",
-        "en_accents",
-        "base_small",
-        tune,
-        small,
-    )
-    runs += _transfer_runs(
-        "domain",
-        "en",
-        "Domain",
-        "xfer.yaml",
-        "scratch.yaml",
-        "en_medical",
-        "base_small",
-        tune,
-        small,
+    runs = _demo_runs(
+        {**tune, **small}, {**tune, "encoder_preset": "quartznet_small"}, tune, small
     )
     return Profile(
         "tiny",
