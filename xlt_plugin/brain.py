@@ -6,6 +6,10 @@ its ``Checkpointer``, plus what transfer needs: start from a pretrained model wi
 remapped head, staged unfreezing, layer-wise learning rates, a warmup + cosine
 schedule that keeps per-group ratios, a guard against non-finite losses, and a
 ``metrics.jsonl`` line per epoch and stage.
+
+Reliability: a killed run resumes exactly (``xlt_plugin/resume.py``); a batch with
+a non-finite loss is skipped without touching the weights or the BatchNorm
+statistics; an out-of-memory batch stops the run with the settings to lower.
 """
 
 from __future__ import annotations
@@ -20,13 +24,14 @@ from typing import Any
 
 import speechbrain as sb
 import torch
-from speechbrain.utils.checkpoints import (
-    mark_as_loader,
-    mark_as_saver,
-    register_checkpoint_hooks,
-)
-from speechbrain.utils.distributed import if_main_process
+from speechbrain.utils.distributed import if_main_process, run_on_main
 from speechbrain.utils.metric_stats import ErrorRateStats
+
+from xlt_plugin.resume import (
+    RandomStates,
+    RunClock,
+    set_aside_broken_checkpoints,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -69,22 +74,6 @@ class WarmupCosine:
         return self.final_ratio + (1.0 - self.final_ratio) * cosine
 
 
-@register_checkpoint_hooks
-class RunClock:
-    """Training seconds so far, kept in checkpoints so a resumed run adds up."""
-
-    def __init__(self):
-        self.elapsed = 0.0
-
-    @mark_as_saver
-    def _save(self, path):
-        Path(path).write_text(json.dumps({"elapsed": self.elapsed}))
-
-    @mark_as_loader
-    def _load(self, path, end_of_epoch=False):
-        self.elapsed = json.loads(Path(path).read_text())["elapsed"]
-
-
 class CTCTransferBrain(sb.Brain):
     """A CTC ASR ``Brain`` for training from scratch or from a pretrained model.
 
@@ -111,7 +100,7 @@ class CTCTransferBrain(sb.Brain):
         super().__init__(*args, **kwargs)
         self.tokenizer = tokenizer
         self.clock = RunClock()
-        self.nonfinite_skipped = 0
+        self.random_states = RandomStates()
         self.nonfinite_in_a_row = 0
         self.steps_per_epoch = None
         self.eval_tag = None  # name of the test set being evaluated
@@ -121,8 +110,21 @@ class CTCTransferBrain(sb.Brain):
                 if name in self.modules and name not in self.checkpointer.recoverables:
                     self.checkpointer.add_recoverable(name, self.modules[name])
             self.checkpointer.add_recoverable("run_clock", self.clock)
+            # Optional: checkpoints written before it existed still resume.
+            self.checkpointer.add_recoverable(
+                "random_states", self.random_states, optional_load=True
+            )
         folder = getattr(self.hparams, "output_folder", None)
         self.metrics_path = Path(folder) / "metrics.jsonl" if folder else None
+
+    @property
+    def nonfinite_skipped(self) -> int:
+        """Training batches skipped for a non-finite loss, over the whole run."""
+        return self.clock.nonfinite_skipped
+
+    @nonfinite_skipped.setter
+    def nonfinite_skipped(self, value: int) -> None:
+        self.clock.nonfinite_skipped = value
 
     # ------------------------------------------------------------------ model
     def compute_forward(self, batch, stage):
@@ -170,37 +172,96 @@ class CTCTransferBrain(sb.Brain):
     def fit_batch(self, batch):
         """One step; a non-finite loss is skipped and counted, not applied.
 
-        After ``nonfinite_patience`` non-finite losses in a row (SpeechBrain's run
-        option, default 3) training stops with a message.
+        A skipped batch changes nothing: not the weights, not the optimizer, not
+        the BatchNorm running statistics its forward pass updated. Under DDP the
+        processes agree, so all skip together. After ``nonfinite_patience``
+        non-finite losses in a row (SpeechBrain's run option, default 3) training
+        stops with a message. Running out of memory stops it with the settings
+        to lower.
         """
         should_step = (self.step % self.grad_accumulation_factor) == 0
         self.on_fit_batch_start(batch, should_step)
-        with self.training_ctx:
-            outputs = self.compute_forward(batch, sb.Stage.TRAIN)
-            loss = self.compute_objectives(outputs, batch, sb.Stage.TRAIN)
-        if not torch.isfinite(loss):
-            self.nonfinite_skipped += 1
-            self.nonfinite_in_a_row += 1
-            logger.warning(
-                "Non-finite loss in batch %s: skipped (%d so far).",
-                getattr(batch, "id", "?"),
-                self.nonfinite_skipped,
-            )
-            if self.nonfinite_in_a_row > self.nonfinite_patience:
-                raise RuntimeError(
-                    f"{self.nonfinite_in_a_row} non-finite losses in a row: training "
-                    "diverged. Lower `lr`, check the data (the prep report lists "
-                    "suspicious clips), or raise --nonfinite_patience."
-                )
-            self.zero_grad(set_to_none=True)
-            return loss.detach().cpu()
-        self.nonfinite_in_a_row = 0
-        with self.no_sync(not should_step):
-            self.scaler.scale(loss / self.grad_accumulation_factor).backward()
+        saved = _running_statistics(self.modules)
+        try:
+            with self.training_ctx:
+                outputs = self.compute_forward(batch, sb.Stage.TRAIN)
+                loss = self.compute_objectives(outputs, batch, sb.Stage.TRAIN)
+            if not self._all_finite(loss):
+                _restore_running_statistics(saved)
+                self._skip_nonfinite(batch)
+                return loss.detach().cpu()
+            self.nonfinite_in_a_row = 0
+            with self.no_sync(not should_step):
+                self.scaler.scale(loss / self.grad_accumulation_factor).backward()
+        except RuntimeError as err:  # torch.OutOfMemoryError is one
+            self._raise_if_out_of_memory(err, batch, sb.Stage.TRAIN)
+            raise
         if should_step:
             self.optimizers_step()
         self.on_fit_batch_end(batch, outputs, loss, should_step)
         return loss.detach().cpu()
+
+    def evaluate_batch(self, batch, stage):
+        """As SpeechBrain's; running out of memory names the settings to lower."""
+        try:
+            return super().evaluate_batch(batch, stage)
+        except RuntimeError as err:
+            self._raise_if_out_of_memory(err, batch, stage)
+            raise
+
+    def _all_finite(self, loss: torch.Tensor) -> bool:
+        """Whether the loss is finite on every DDP process (they must agree)."""
+        bad = torch.tensor(0.0 if torch.isfinite(loss) else 1.0, device=loss.device)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(bad)
+        return bool(bad.item() == 0)
+
+    def _skip_nonfinite(self, batch) -> None:
+        self.nonfinite_skipped += 1
+        self.nonfinite_in_a_row += 1
+        logger.warning(
+            "Non-finite loss in batch %s: skipped (%d so far).",
+            getattr(batch, "id", "?"),
+            self.nonfinite_skipped,
+        )
+        self.zero_grad(set_to_none=True)
+        if self.nonfinite_in_a_row > self.nonfinite_patience:
+            raise RuntimeError(
+                f"{self.nonfinite_in_a_row} non-finite losses in a row (batches "
+                f"up to {getattr(batch, 'id', '?')}): training diverged. Lower `lr`, "
+                "check the data (prep_report.md and prep_skipped.tsv in the save "
+                "folder), or raise --nonfinite_patience; then rerun the same "
+                "command to resume from the last checkpoint."
+            )
+
+    def _raise_if_out_of_memory(self, err: RuntimeError, batch, stage) -> None:
+        """Re-raise an out-of-memory error with what to change; else return."""
+        text = str(err)
+        if not (
+            isinstance(err, torch.OutOfMemoryError)
+            or any(sign in text for sign in _OUT_OF_MEMORY_SIGNS)
+        ):
+            return
+        ids = [str(i) for i in getattr(batch, "id", [])]
+        shown = ", ".join(ids[:3]) + (", ..." if len(ids) > 3 else "")
+        longest = _longest_seconds(batch, self.hparams)
+        size = f"{len(ids)} clips ({shown})"
+        if longest is not None:
+            size += f", the longest {longest:.1f} s"
+        keys = ("batch_size", "max_duration", "dynamic_batching", "max_batch_length")
+        now = [
+            f"{k}={getattr(self.hparams, k)}" for k in keys if hasattr(self.hparams, k)
+        ]
+        now.append(f"grad_accumulation_factor={self.grad_accumulation_factor}")
+        stage_name = {sb.Stage.TRAIN: "training", sb.Stage.VALID: "validation"}
+        raise torch.OutOfMemoryError(
+            f"Out of memory on {self.device} in a {stage_name.get(stage, 'test')} "
+            f"batch of {size}. Settings now: {', '.join(now)}. Lower the batch "
+            "size (--batch_size, or max_batch_length with dynamic batching) or the "
+            "longest clip (--max_duration); --grad_accumulation_factor=2 with half "
+            "the batch size keeps the effective batch. Then rerun the same "
+            "command: training resumes from the last checkpoint."
+        ) from err
 
     def optimizers_step(self):
         """Unscale, clip the gradient norm over ALL groups, step, schedule.
@@ -260,13 +321,28 @@ class CTCTransferBrain(sb.Brain):
             self.checkpointer.add_recoverable("lr_scheduler", self.lr_scheduler)
 
     def on_fit_start(self):
-        """Start from the pretrained model (if any), then resume if possible."""
+        """Start from the pretrained model (if any), then resume if possible.
+
+        Checkpoint folders a killed run left half-written are set aside first,
+        so the newest whole checkpoint is the one resumed from.
+        """
         pretrained = getattr(self.hparams, "pretrained_path", None)
         if pretrained:
             self.transfer_from(pretrained)
-        super().on_fit_start()
+        # SpeechBrain's on_fit_start, with the check between the optimizer's
+        # creation (it adds recoverables that the check must see) and recovery.
+        self._compile()
+        self._wrap_distributed()
+        self.init_optimizers()
+        if self.checkpointer is not None:
+            self._set_aside_broken_checkpoints()
+            self.checkpointer.recover_if_possible()
         if self.metrics_path is not None and if_main_process():
             self._trim_metrics(self.hparams.epoch_counter.current)
+
+    def _set_aside_broken_checkpoints(self) -> None:
+        if self.checkpointer is not None:
+            run_on_main(set_aside_broken_checkpoints, args=[self.checkpointer])
 
     def _wrap_distributed(self):
         """DDP as SpeechBrain does it, minus SyncBatchNorm on CPU (gloo).
@@ -345,6 +421,7 @@ class CTCTransferBrain(sb.Brain):
     def on_evaluate_start(self, max_key=None, min_key=None):
         """Load the best checkpoint, except for a zero-shot evaluation."""
         if not self.zero_shot:
+            self._set_aside_broken_checkpoints()
             super().on_evaluate_start(max_key=max_key, min_key=min_key)
 
     # ----------------------------------------------------------------- stages
@@ -364,7 +441,12 @@ class CTCTransferBrain(sb.Brain):
             self.wer_metric = getattr(self.hparams, "error_rate_computer", rate)()
 
     def on_fit_batch_start(self, batch, should_step):
-        """Keep fully frozen BatchNorm layers in eval mode after ``.train()``."""
+        """Keep fully frozen BatchNorm layers in eval mode after ``.train()``.
+
+        The first batch after resuming from an intra-epoch checkpoint also gets
+        the random-number states that checkpoint saved.
+        """
+        self.random_states.apply_pending()
         if self._frozen_bn_pending:
             from xlt_plugin.freeze import set_frozen_batchnorm_eval
 
@@ -382,8 +464,11 @@ class CTCTransferBrain(sb.Brain):
             stats["WER"] = self.wer_metric.summarize("error_rate")
         name = {sb.Stage.TRAIN: "train", sb.Stage.VALID: "valid"}.get(stage, "test")
         if stage == sb.Stage.TRAIN:
-            self.train_stats = stats
+            stats["loss"] = _mean_over_processes(stats["loss"])
             self._write_metrics(epoch, name, stats, seconds)
+            if self.nonfinite_skipped:  # shown in train_log.txt too
+                stats["nonfinite_skipped"] = self.nonfinite_skipped
+            self.train_stats = stats
             return
         if stage == sb.Stage.VALID:
             lr = self.optimizer.param_groups[0]["lr"]
@@ -455,3 +540,55 @@ class CTCTransferBrain(sb.Brain):
                 continue
             kept.append(line)
         self.metrics_path.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
+
+
+def _mean_over_processes(value: float) -> float:
+    """The mean of ``value`` over DDP processes (itself without DDP).
+
+    Each process averages the loss of its own share of the batches; the run's
+    training loss is the mean of those (equal shares: the sampler pads).
+    """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return value
+    total = torch.tensor([value], dtype=torch.float64)
+    if torch.distributed.get_backend() == "nccl":
+        total = total.cuda()
+    torch.distributed.all_reduce(total)
+    return float(total.item()) / torch.distributed.get_world_size()
+
+
+def _running_statistics(modules: torch.nn.Module) -> list:
+    """Copies of the state a forward pass updates in training (BatchNorm buffers,
+    global ``InputNormalization`` statistics), for :func:`_restore_running_statistics`.
+    """
+    saved: list = [(buf, buf.detach().clone()) for buf in modules.buffers()]
+    for module in modules.modules():
+        if hasattr(module, "_statistics_dict") and getattr(module, "count", 0):
+            stats = module._statistics_dict()
+            saved.append((module, {k: _clone(v) for k, v in stats.items()}))
+    return saved
+
+
+def _clone(value):
+    return value.detach().clone() if isinstance(value, torch.Tensor) else value
+
+
+def _restore_running_statistics(saved: list) -> None:
+    for target, value in saved:
+        if isinstance(target, torch.Tensor):
+            target.copy_(value)
+        else:
+            target._load_statistics_dict(value)
+
+
+#: How torch words running out of memory (CUDA, and the CPU allocator).
+_OUT_OF_MEMORY_SIGNS = ("out of memory", "not enough memory", "can't allocate memory")
+
+
+def _longest_seconds(batch, hparams) -> float | None:
+    """Seconds of the longest clip in a padded batch (waveforms or features)."""
+    if hasattr(batch, "sig"):
+        return batch.sig[0].shape[-1] / getattr(hparams, "sample_rate", 16000)
+    if hasattr(batch, "feats"):
+        return batch.feats[0].shape[1] * getattr(hparams, "hop_length", 10) / 1000
+    return None

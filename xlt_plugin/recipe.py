@@ -87,6 +87,8 @@ def load_recipe(argv: list[str] | None = None) -> tuple[dict, dict, str]:
         raise SystemExit(f"{hparams_file}: {err}") from None
     except KeyError as err:  # hyperpyyaml: an override names no key of the YAML
         raise SystemExit(_unknown_key_message(hparams_file, yaml_text, err)) from None
+    except ValueError as err:  # e.g. a .nemo that is not a NeMo checkpoint
+        raise SystemExit(f"{hparams_file}: {err}") from None
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=hparams_file,
@@ -124,6 +126,9 @@ def common_voice_data(hparams: dict) -> tuple:
             "language": hparams["language"],
             "max_duration": hparams.get("max_duration"),
             "skip_prep": hparams.get("skip_prep", False),
+            # CTC needs a frame per label: judge clips at the model's own rate.
+            "time_stride": getattr(hparams["encoder"], "time_stride", 2),
+            "frames_per_second": 1000.0 / hparams.get("hop_length", 10),
         },
     )
     csvs = [hparams["train_csv"], hparams["valid_csv"], hparams["test_csv"]]

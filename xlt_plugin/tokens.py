@@ -374,6 +374,9 @@ def build_char_encoder(
     else:
         save_path = Path(save_path)
         save_path.parent.mkdir(parents=True, exist_ok=True)
+        # load_or_create writes in place: a kill mid-write would leave a truncated
+        # label file that the rerun loads. Write beside it, then rename.
+        encoder.save = functools.partial(_save_atomically, encoder)
         try:
             encoder.load_or_create(
                 save_path, from_iterables=[_sorted_characters(texts)]
@@ -390,6 +393,13 @@ def build_char_encoder(
             )
     encoder.expect_len(len(encoder))
     return encoder
+
+
+def _save_atomically(encoder: CTCTextEncoder, path: str | os.PathLike) -> None:
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    CTCTextEncoder.save(encoder, tmp)
+    os.replace(tmp, path)
 
 
 def build_sentencepiece(

@@ -3,6 +3,12 @@
 Audio is read with SpeechBrain's ``read_audio`` (soundfile), down-mixed to mono and
 resampled to the model's rate when a clip is not already at it. Text becomes
 character tokens through the recipe's ``CTCTextEncoder``.
+
+A clip that cannot be read stops training with an error naming the file (the prep
+decodes every clip, so this means the file changed after the prep). Training rows
+too short for their transcript under CTC *at the model's own time stride* are
+dropped and counted here too: CTC's ``zero_infinity`` would otherwise turn them
+into silent zero losses.
 """
 
 from __future__ import annotations
@@ -40,10 +46,24 @@ def load_audio(path: str, sample_rate: int = 16000) -> torch.Tensor:
     torch.Tensor
         ``[samples]``.
     """
-    info = sb.dataio.dataio.read_audio_info(path)
-    sig = sb.dataio.dataio.read_audio(path)
+    try:
+        info = sb.dataio.dataio.read_audio_info(path)
+        sig = sb.dataio.dataio.read_audio(path)
+    except Exception as err:  # a decoder error names no file: add the file
+        raise RuntimeError(
+            f"Cannot read clip {path} ({type(err).__name__}: {err}). If it is in a "
+            "prepared corpus, it changed after the prep (which decodes every "
+            "clip): restore it, or delete prep_report.json in the save folder so "
+            "the prep runs again and counts it as a skip."
+        ) from err
     if sig.dim() == 2:  # [samples, channels]
         sig = sig.mean(dim=1)
+    if sig.numel() == 0:
+        raise RuntimeError(
+            f"Clip {path} has no audio frames. If it is in a prepared corpus, "
+            "delete prep_report.json in the save folder so the prep runs again and "
+            "counts it as a skip."
+        )
     if info.sample_rate != sample_rate:
         sig = _resampler(info.sample_rate, sample_rate)(sig.unsqueeze(0)).squeeze(0)
     return sig
@@ -129,6 +149,75 @@ class FeatureCache:
 FEATURE_SETTINGS = ("sample_rate", "n_mels", "n_fft", "win_length", "hop_length")
 
 
+def ctc_fits(
+    duration: float, text: str, hop_length: float = 10.0, time_stride: int = 2
+) -> bool:
+    """Whether a clip has enough encoder frames for its transcript under CTC.
+
+    The same count as the prep's ``too_short_for_transcript`` check.
+
+    Arguments
+    ---------
+    duration : float
+        Seconds of audio.
+    text : str
+        The transcript (one label per character).
+    hop_length : float
+        Feature hop in milliseconds.
+    time_stride : int
+        The encoder's time downsampling.
+
+    Returns
+    -------
+    bool
+
+    Example
+    -------
+    >>> ctc_fits(0.5, "hola", time_stride=2), ctc_fits(0.5, "hola" * 8, time_stride=8)
+    (True, False)
+    """
+    from xlt_plugin.data.commonvoice import ctc_min_frames, encoder_frames
+
+    frames = encoder_frames(duration, 1000.0 / hop_length, time_stride)
+    return frames >= ctc_min_frames(text)
+
+
+def _ctc_fit_test(train: DynamicItemDataset, hparams: dict) -> dict:
+    """A ``key_test`` dropping training rows CTC cannot align; logs the count.
+
+    Uses the encoder's own ``time_stride``, so a prep run with another stride
+    (recipes pass none: the prep assumes 2) cannot let such rows through.
+    """
+    stride = getattr(hparams.get("encoder"), "time_stride", None)
+    if not stride:
+        return {}
+    hop = float(hparams.get("hop_length", 10))
+
+    @sb.utils.data_pipeline.takes("duration", "wrd")
+    @sb.utils.data_pipeline.provides("ctc_fits")
+    def fits(duration, wrd):
+        return ctc_fits(float(duration), wrd, hop, stride)
+
+    train.add_dynamic_item(fits)
+    dropped = [
+        utt_id
+        for utt_id, row in train.data.items()
+        if not ctc_fits(float(row["duration"]), row["wrd"], hop, stride)
+    ]
+    if dropped:
+        logger.warning(
+            "%d training rows of %s are too short for their transcript at the "
+            "encoder's time_stride %d (e.g. %s): dropped. Re-run the prep with "
+            "time_stride=%d to count them in its report.",
+            len(dropped),
+            hparams["train_csv"],
+            stride,
+            ", ".join(dropped[:3]),
+            stride,
+        )
+    return {"ctc_fits": bool}
+
+
 def make_datasets(hparams: dict, tokenizer: CTCTextEncoder) -> dict:
     """Train/valid/test ``DynamicItemDataset``s with ``sig``, ``tokens``, ``wrd``.
 
@@ -188,15 +277,19 @@ def make_datasets(hparams: dict, tokenizer: CTCTextEncoder) -> dict:
     train = load(hparams["train_csv"])
     sorting = hparams.get("sorting", "ascending")
     key_max = {"duration": max_duration} if max_duration else {}
+    key_test = _ctc_fit_test(train, hparams)
     if sorting in ("ascending", "descending"):
         train = train.filtered_sorted(
-            sort_key="duration", reverse=sorting == "descending", key_max_value=key_max
+            sort_key="duration",
+            reverse=sorting == "descending",
+            key_max_value=key_max,
+            key_test=key_test,
         )
         # Sorted data must not be shuffled again by the loader.
         hparams.setdefault("train_dataloader_opts", {})["shuffle"] = False
     elif sorting == "random":
-        if key_max:
-            train = train.filtered_sorted(key_max_value=key_max)
+        if key_max or key_test:
+            train = train.filtered_sorted(key_max_value=key_max, key_test=key_test)
     else:
         raise ValueError(f"sorting must be ascending, descending or random: {sorting}")
     valid = load(hparams["valid_csv"]).filtered_sorted(sort_key="duration")

@@ -1,0 +1,336 @@
+"""Faults: kill -9 in the middle of an epoch, half-written checkpoints, resuming.
+
+A tiny Spanish-from-scratch run (quartznet_tiny, 3 epochs, dropout and
+SpectrogramDrop augmentation on, a checkpoint every 2 steps) is run twice: once
+uninterrupted, once killed with SIGKILL from this test after its first
+intra-epoch checkpoint of epoch 2. Rerunning the same command must end with
+exactly the uninterrupted run's metrics and weights (CPU, fixed seed, one thread:
+the arithmetic is deterministic, so any difference is lost state). The same must
+hold when the newest checkpoint was left half-written.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+from conftest import REPO
+from speechbrain.dataio.dataloader import make_dataloader
+from speechbrain.dataio.sampler import DynamicBatchSampler
+from speechbrain.utils.checkpoints import Checkpointer
+
+from xlt_plugin.resume import (
+    RandomStates,
+    checkpoint_problem,
+    set_aside_broken_checkpoints,
+)
+
+CV = REPO / "recipes" / "CommonVoice"
+
+# Runs the recipe with SpectrogramDrop augmentation on (random draws the resumed
+# run must replay; the recipe's default has none). With PAUSE_EPOCH set, once the
+# first intra-epoch checkpoint of that epoch is complete it writes PAUSE_FLAG and
+# waits to be killed: the kill lands at a known point, with no race against a
+# fast tiny model.
+DRIVER = """
+import os, runpy, sys, time
+from pathlib import Path
+from speechbrain.augment.freq_domain import SpectrogramDrop
+import xlt_plugin.recipe
+from xlt_plugin.brain import CTCTransferBrain
+
+load_recipe = xlt_plugin.recipe.load_recipe
+
+def with_augmentation(argv=None):
+    hparams, run_opts, hparams_file = load_recipe(argv)
+    hparams["augmentation"] = SpectrogramDrop(
+        drop_length_low=5, drop_length_high=15, drop_count_low=1,
+        drop_count_high=2, dim=2,
+    )
+    return hparams, run_opts, hparams_file
+
+xlt_plugin.recipe.load_recipe = with_augmentation
+save = CTCTransferBrain._save_intra_epoch_ckpt
+
+def save_then_wait(self):
+    save(self)
+    if self.hparams.epoch_counter.current == int(os.environ.get("PAUSE_EPOCH", 0)):
+        Path(os.environ["PAUSE_FLAG"]).write_text("saved")
+        time.sleep(600)
+
+CTCTransferBrain._save_intra_epoch_ckpt = save_then_wait
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def _command(driver, corpus, out):
+    return [
+        str(driver),
+        str(CV / "train.py"),
+        str(CV / "hparams" / "es_scratch.yaml"),
+        f"--data_folder={corpus}",
+        f"--output_folder={out}",
+        "--encoder_preset=quartznet_tiny",
+        "--batch_size=2",
+        "--number_of_epochs=3",
+        "--ckpt_interval_minutes=0",
+        "--ckpt_interval_steps=2",
+        "--noprogressbar",
+        "--dropout=0.1",  # randomness the resumed run must replay
+    ]
+
+
+def _env(**extra):
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), **extra)
+
+
+def _run(args):
+    proc = subprocess.run(
+        [sys.executable, *args],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def _checkpoints(save):
+    found = []
+    for folder in sorted(save.glob("CKPT+*")):
+        meta = yaml.safe_load((folder / "CKPT.yaml").read_text())
+        found.append((meta["unixtime"], folder, meta))
+    return [(folder, meta) for _, folder, meta in sorted(found, key=lambda x: x[0])]
+
+
+@pytest.fixture(scope="module")
+def runs(corpora, tmp_path_factory):
+    """An uninterrupted run, and a run killed in epoch 2 (not yet rerun)."""
+    corpus = corpora("es", 16)
+    root = tmp_path_factory.mktemp("resume")
+    whole, killed, flag = root / "whole", root / "killed", root / "paused"
+    driver = root / "driver.py"
+    driver.write_text(DRIVER)
+    uninterrupted = subprocess.Popen(
+        [sys.executable, *_command(driver, corpus, whole)],
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    victim = subprocess.Popen(
+        [sys.executable, *_command(driver, corpus, killed)],
+        cwd=REPO,
+        env=_env(PAUSE_EPOCH="2", PAUSE_FLAG=str(flag)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        # Poll the save folder: the intra-epoch checkpoint, then the driver's flag.
+        while not (
+            flag.exists()
+            and any(
+                "brain_intra_epoch_ckpt" in meta
+                for _, meta in _checkpoints(killed / "save")
+            )
+        ):
+            assert victim.poll() is None, victim.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "no intra-epoch checkpoint came"
+            time.sleep(0.05)
+        os.kill(victim.pid, signal.SIGKILL)
+        assert victim.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+            victim.wait()
+    _, errors = uninterrupted.communicate(timeout=600)
+    assert uninterrupted.returncode == 0, errors[-3000:]
+    return {"corpus": corpus, "whole": whole, "killed": killed, "driver": driver}
+
+
+def _metrics(out):
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    for record in records:  # wall-clock times legitimately differ
+        del record["seconds"], record["elapsed"]
+    return records
+
+
+def _assert_same_weights(a, b):
+    for name in ("model.ckpt", "head.ckpt"):
+        left = torch.load(a / "model" / name, weights_only=True)
+        right = torch.load(b / "model" / name, weights_only=True)
+        assert left.keys() == right.keys()
+        for key in left:
+            assert torch.equal(left[key], right[key]), (name, key)
+
+
+def test_killed_mid_epoch_reruns_to_the_uninterrupted_result(runs, tmp_path):
+    out = tmp_path / "killed"
+    shutil.copytree(runs["killed"], out)
+    checkpoints = _checkpoints(out / "save")
+    assert "brain_intra_epoch_ckpt" in checkpoints[-1][1]  # killed mid-epoch 2
+    assert [r["epoch"] for r in _metrics(out)] == [1, 1]
+    _run(_command(runs["driver"], runs["corpus"], out))
+    whole = _metrics(runs["whole"])
+    assert [r["stage"] for r in whole] == ["train", "valid"] * 3 + ["test"]
+    assert _metrics(out) == whole  # losses, CER, WER, lr: every epoch, exactly
+    _assert_same_weights(runs["whole"], out)
+
+
+def _truncate_optimizer(folder):
+    data = (folder / "optimizer.ckpt").read_bytes()
+    (folder / "optimizer.ckpt").write_bytes(data[: len(data) // 2])
+
+
+def _drop_last_files(folder):
+    # SpeechBrain writes CKPT.yaml, then the files in recoverable order: killed
+    # after the dataloader position, before the optimizer and the lr schedule.
+    (folder / "optimizer.ckpt").unlink()
+    (folder / "lr_scheduler.ckpt").unlink()
+
+
+@pytest.mark.parametrize(
+    "damage, problem",
+    [
+        (_truncate_optimizer, "optimizer.ckpt is truncated"),
+        (_drop_last_files, "optimizer.ckpt is missing"),
+    ],
+)
+def test_a_half_written_newest_checkpoint_is_set_aside(runs, tmp_path, damage, problem):
+    out = tmp_path / "killed"
+    shutil.copytree(runs["killed"], out)
+    newest = _checkpoints(out / "save")[-1][0]
+    damage(newest)
+    proc = _run(_command(runs["driver"], runs["corpus"], out))
+    assert (out / "save" / f"broken-{newest.name}").is_dir()  # kept, not deleted
+    assert problem in proc.stderr + proc.stdout
+    # It resumed from the end of epoch 1 instead, and still ends the same.
+    assert _metrics(out) == _metrics(runs["whole"])
+    _assert_same_weights(runs["whole"], out)
+
+
+# ------------------------------------------------------------------ unit tests
+class _Weights(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(64))
+
+
+def _checkpointer(folder):
+    model = _Weights()
+    return model, Checkpointer(folder, recoverables={"model": model})
+
+
+@pytest.mark.parametrize(
+    "damage, problem",
+    [
+        (lambda c: (c / "model.ckpt").unlink(), "model.ckpt is missing"),
+        (lambda c: (c / "model.ckpt").write_bytes(b""), "model.ckpt is empty"),
+        (
+            lambda c: (c / "model.ckpt").write_bytes(
+                (c / "model.ckpt").read_bytes()[:-60]
+            ),
+            "model.ckpt is truncated",
+        ),
+        (lambda c: (c / "CKPT.yaml").write_text(""), "CKPT.yaml is incomplete"),
+        (lambda c: (c / "CKPT.yaml").write_text("a: [1,"), "CKPT.yaml is unread"),
+    ],
+)
+def test_recovery_skips_a_damaged_newest_checkpoint(tmp_path, damage, problem):
+    model, checkpointer = _checkpointer(tmp_path)
+    model.w.data.fill_(1.0)
+    checkpointer.save_checkpoint(name="older")
+    model.w.data.fill_(2.0)
+    newest = checkpointer.save_checkpoint(name="newer").path
+    assert checkpoint_problem(newest, ["model"]) is None
+    damage(newest)
+    assert checkpoint_problem(newest, ["model"]).startswith(problem)
+    moved = set_aside_broken_checkpoints(checkpointer)
+    assert [m.name for m in moved] == ["broken-CKPT+newer"]
+    model.w.data.fill_(0.0)
+    assert checkpointer.recover_if_possible().path.name == "CKPT+older"
+    assert torch.equal(model.w.data, torch.ones(64))
+
+
+def test_a_flipped_byte_fails_the_crc(tmp_path):
+    model, checkpointer = _checkpointer(tmp_path)
+    model.w.data.normal_()
+    folder = checkpointer.save_checkpoint(name="x").path
+    data = bytearray((folder / "model.ckpt").read_bytes())
+    at = data.index(model.w.data.numpy().tobytes()[:8])  # inside the tensor bytes
+    data[at] ^= 0xFF
+    (folder / "model.ckpt").write_bytes(bytes(data))
+    assert "fails its CRC check" in checkpoint_problem(folder, ["model"])
+
+
+def test_random_states_round_trip_and_defer_inside_an_epoch(tmp_path):
+    import random
+
+    import numpy as np
+
+    path = tmp_path / "random_states.ckpt"
+    torch.manual_seed(3), np.random.seed(3), random.seed(3)
+    states = RandomStates()
+    states._save(path)
+    expected = (torch.rand(2), np.random.rand(2), random.random())
+
+    def draws():
+        return torch.rand(2), np.random.rand(2), random.random()
+
+    def same(a, b):
+        return torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
+
+    states._load(path, end_of_epoch=True)
+    assert same(draws(), expected)
+    states._load(path, end_of_epoch=False)  # pending until the next batch
+    assert not same(draws(), expected)
+    states.apply_pending()
+    assert same(draws(), expected)
+    states.apply_pending()  # once only
+    assert not same(draws(), expected)
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_dataloader_position_survives_a_checkpoint(tmp_path, dynamic):
+    """SpeechBrain's saved loader position, with sorted or dynamic batching."""
+    from speechbrain.dataio.dataset import DynamicItemDataset
+
+    data = {f"u{i:02d}": {"duration": 1.0 + (i * 7) % 5} for i in range(20)}
+    dataset = DynamicItemDataset(data).filtered_sorted(sort_key="duration")
+    dataset.set_output_keys(["id"])
+
+    def loader():
+        if dynamic:
+            sampler = DynamicBatchSampler(
+                dataset,
+                max_batch_length=6.0,
+                num_buckets=3,
+                length_func=lambda x: x["duration"],
+                shuffle=True,
+                batch_ordering="random",
+            )
+            sampler.set_epoch(2)
+            return make_dataloader(dataset, batch_sampler=sampler)
+        return make_dataloader(dataset, batch_size=3)
+
+    full = [batch.id for batch in loader()]
+    first = loader()
+    checkpointer = Checkpointer(tmp_path, recoverables={"loader": first})
+    iterator = iter(first)
+    head = [next(iterator).id for _ in range(2)]
+    checkpointer.save_checkpoint(end_of_epoch=False)
+    resumed = loader()
+    Checkpointer(tmp_path, recoverables={"loader": resumed}).recover_if_possible()
+    assert head + [batch.id for batch in resumed] == full

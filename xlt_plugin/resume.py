@@ -1,0 +1,281 @@
+"""What makes a killed run resume exactly: checkpointed run totals and random
+states, and a guard against half-written checkpoints.
+
+A run killed at any point (``kill -9`` included) and started again with the same
+command resumes from its last checkpoint and, on CPU with a fixed seed, ends where
+an uninterrupted run ends: checkpoints keep the random-number states (torch, numpy,
+``random``; per DDP process) besides SpeechBrain's dataloader position, and a
+checkpoint folder left half-written by the kill is set aside (renamed
+``broken-CKPT+...``, never deleted) instead of being loaded.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import random
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from speechbrain.utils.checkpoints import (
+    mark_as_loader,
+    mark_as_saver,
+    register_checkpoint_hooks,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@register_checkpoint_hooks
+class RunClock:
+    """Run totals kept in checkpoints so a resumed run adds up.
+
+    ``elapsed`` training seconds and ``nonfinite_skipped`` batches so far.
+    """
+
+    def __init__(self):
+        self.elapsed = 0.0
+        self.nonfinite_skipped = 0
+
+    @mark_as_saver
+    def _save(self, path):
+        totals = {"elapsed": self.elapsed, "nonfinite_skipped": self.nonfinite_skipped}
+        Path(path).write_text(json.dumps(totals))
+
+    @mark_as_loader
+    def _load(self, path, end_of_epoch=False):
+        totals = json.loads(Path(path).read_text())
+        self.elapsed = totals["elapsed"]
+        self.nonfinite_skipped = totals.get("nonfinite_skipped", 0)
+
+
+def _rank() -> int:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank()
+    return 0
+
+
+@functools.partial(register_checkpoint_hooks, save_on_main_only=False)
+class RandomStates:
+    """The random-number states of this process, saved and restored exactly.
+
+    Dropout and augmentation draw from torch's global generator; samplers and
+    user code may draw from numpy's and Python's. Each DDP process saves its own
+    states (process ``r > 0`` beside the checkpoint file, as ``<name>-rank<r>``).
+
+    A state saved inside an epoch is applied at the first training batch after
+    recovery (:meth:`apply_pending`), not at recovery: between the two, creating
+    the dataloader iterator draws a seed from torch's generator, which the
+    uninterrupted run drew before saving. A state saved at the end of an epoch is
+    applied at once: the uninterrupted run's next draw is that same iterator seed.
+
+    Example
+    -------
+    >>> states = RandomStates()
+    >>> path = getfixture("tmp_path") / "random_states.ckpt"
+    >>> _ = torch.manual_seed(0)
+    >>> states._save(path)
+    >>> first = torch.rand(3)
+    >>> states._load(path, end_of_epoch=True)
+    >>> torch.equal(torch.rand(3), first)
+    True
+    """
+
+    def __init__(self):
+        self.pending = None
+
+    @staticmethod
+    def capture() -> dict:
+        """The current states, as tensors and plain numbers (``weights_only``)."""
+        np_state = np.random.get_state()
+        py_version, py_internal, py_gauss = random.getstate()
+        states = {
+            "torch": torch.get_rng_state(),
+            "numpy": {
+                "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+                "pos": int(np_state[2]),
+                "has_gauss": int(np_state[3]),
+                "cached_gaussian": float(np_state[4]),
+            },
+            "python": {
+                "version": py_version,
+                "internal": torch.tensor(py_internal, dtype=torch.int64),
+                "gauss": py_gauss,
+            },
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            states["cuda"] = torch.cuda.get_rng_state_all()
+        return states
+
+    @staticmethod
+    def restore(states: dict) -> None:
+        """Set the generators to ``states`` (from :meth:`capture`)."""
+        torch.set_rng_state(states["torch"])
+        np_state = states["numpy"]
+        np.random.set_state(
+            (
+                "MT19937",
+                np_state["keys"].numpy().astype(np.uint32),
+                np_state["pos"],
+                np_state["has_gauss"],
+                np_state["cached_gaussian"],
+            )
+        )
+        py = states["python"]
+        internal = tuple(int(x) for x in py["internal"].tolist())
+        random.setstate((py["version"], internal, py["gauss"]))
+        cuda = states.get("cuda")
+        if cuda is not None and torch.cuda.is_available():
+            if len(cuda) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all(cuda)
+            else:
+                logger.warning(
+                    "CUDA random states saved for %d devices, %d visible: not "
+                    "restored (the resumed run is not bit-exact).",
+                    len(cuda),
+                    torch.cuda.device_count(),
+                )
+
+    def apply_pending(self) -> None:
+        """Restore states recovered from an intra-epoch checkpoint, once."""
+        if self.pending is not None:
+            self.restore(self.pending)
+            self.pending = None
+
+    @staticmethod
+    def _own_path(path: Path) -> Path:
+        rank = _rank()
+        return path if rank == 0 else path.with_name(f"{path.stem}-rank{rank}.ckpt")
+
+    @mark_as_saver
+    def _save(self, path):
+        own = self._own_path(Path(path))
+        if own.parent.is_dir():  # a node without the shared folder has no say
+            torch.save(self.capture(), own)
+
+    @mark_as_loader
+    def _load(self, path, end_of_epoch=False):
+        own = self._own_path(Path(path))
+        if not own.exists():  # e.g. resumed with more processes than saved
+            logger.warning(
+                "%s missing: this process resumes with process 0's random states.",
+                own,
+            )
+            own = Path(path)
+        states = torch.load(own, map_location="cpu", weights_only=True)
+        self.pending = None
+        if end_of_epoch:
+            self.restore(states)
+        else:
+            self.pending = states
+
+
+def checkpoint_problem(folder: str | os.PathLike, required=()) -> str | None:
+    """Why a SpeechBrain checkpoint folder cannot be resumed from, or None.
+
+    SpeechBrain writes ``CKPT.yaml`` first, then one file per recoverable, in
+    place: a run killed while saving leaves a folder that looks like a
+    checkpoint but lacks files or holds a truncated one. Every ``.ckpt`` written
+    by ``torch.save`` is a zip whose members carry CRCs, so truncation and
+    corruption are both caught without unpickling anything.
+
+    Arguments
+    ---------
+    folder : path
+        A ``CKPT+...`` folder.
+    required : iterable of str
+        Recoverable names whose ``<name>.ckpt`` must be there.
+
+    Returns
+    -------
+    str or None
+
+    Example
+    -------
+    >>> ckpt = getfixture("tmp_path") / "CKPT+x"
+    >>> ckpt.mkdir()
+    >>> _ = (ckpt / "CKPT.yaml").write_text("end-of-epoch: true")
+    >>> torch.save({"w": torch.zeros(100)}, ckpt / "model.ckpt")
+    >>> checkpoint_problem(ckpt, ["model"]) is None
+    True
+    >>> data = (ckpt / "model.ckpt").read_bytes()
+    >>> _ = (ckpt / "model.ckpt").write_bytes(data[: len(data) // 2])
+    >>> checkpoint_problem(ckpt, ["model"])  # doctest: +ELLIPSIS
+    'model.ckpt is truncated or corrupt (...)'
+    >>> checkpoint_problem(ckpt, ["model", "optimizer"])
+    'optimizer.ckpt is missing'
+    """
+    folder = Path(folder)
+    try:
+        meta = yaml.safe_load((folder / "CKPT.yaml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        return f"CKPT.yaml is unreadable ({err})"
+    if not isinstance(meta, dict) or "end-of-epoch" not in meta:
+        return "CKPT.yaml is incomplete"
+    for name in required:
+        if not (folder / f"{name}.ckpt").is_file():
+            return f"{name}.ckpt is missing"
+    for path in sorted(folder.glob("*.ckpt")):
+        if path.stat().st_size == 0:
+            return f"{path.name} is empty"
+        with open(path, "rb") as f:
+            is_zip = f.read(4) == b"PK\x03\x04"
+        if not is_zip:
+            continue
+        try:
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError) as err:
+            return f"{path.name} is truncated or corrupt ({err})"
+        if bad is not None:
+            return f"{path.name} is corrupt (member {bad} fails its CRC check)"
+    return None
+
+
+def set_aside_broken_checkpoints(checkpointer) -> list[Path]:
+    """Rename every unusable ``CKPT+*`` folder to ``broken-CKPT+*`` and say so.
+
+    Renamed, not deleted: nothing is lost, and SpeechBrain no longer sees them
+    (it only lists folders named ``CKPT+*`` with a ``CKPT.yaml``).
+
+    Arguments
+    ---------
+    checkpointer : speechbrain.utils.checkpoints.Checkpointer
+
+    Returns
+    -------
+    list of Path
+        The renamed folders.
+    """
+    root = Path(checkpointer.checkpoints_dir)
+    if not root.is_dir():
+        return []
+    optional = getattr(checkpointer, "optional_recoverables", {})
+    required = [n for n in checkpointer.recoverables if not optional.get(n)]
+    moved = []
+    for folder in sorted(root.glob("CKPT+*")):
+        if not folder.is_dir():
+            continue
+        problem = checkpoint_problem(folder, required)
+        if problem is None:
+            continue
+        target, n = folder.with_name("broken-" + folder.name), 1
+        while target.exists():  # set aside before, under the same name
+            n += 1
+            target = folder.with_name(f"broken{n}-{folder.name}")
+        os.replace(folder, target)
+        moved.append(target)
+        logger.warning(
+            "Checkpoint %s is unusable (%s; the run was probably killed while "
+            "saving it): set aside as %s, resuming from the previous one. Delete "
+            "it once you no longer need it.",
+            folder,
+            problem,
+            target.name,
+        )
+    return moved
