@@ -50,6 +50,7 @@ class Corpus:
     domain: str | None = None
     subset_of: str | None = None
     train_utterances: int | None = None
+    vocab_size: int = 3000  # words the sentences draw from (xlt synth --vocab-size)
 
 
 @dataclass
@@ -186,11 +187,11 @@ def full_profile(seeds: int = 1) -> Profile:
     small: dict = {}  # the YAML defaults: small base = quartznet_small
     corpora = [
         Corpus("en", "en", 3000, seed=1, accents=BASE_ACCENTS),
-        Corpus("zh-CN", "zh-CN", 3000, seed=11),
+        Corpus("zh-CN", "zh-CN", 3000, seed=11, vocab_size=500),
         Corpus("es", "es", 1500, seed=2),
         Corpus("de", "de", 1500, seed=5),
         Corpus("ru", "ru", 1500, seed=6),
-        Corpus("zh-HK", "zh-HK", 1500, seed=7),
+        Corpus("zh-HK", "zh-HK", 1500, seed=7, vocab_size=500),
         Corpus("en_accents", "en", 800, seed=3, accents=HELD_OUT_ACCENTS),
         Corpus("en_medical", "en", 800, seed=4, domain="medical"),
         Corpus("en_atc", "en", 800, seed=8, domain="atc"),
@@ -394,17 +395,21 @@ def languages_profile() -> Profile:
     tune = {"number_of_epochs": 15}
     corpora = [
         Corpus("en", "en", 1000, seed=11, accents=BASE_ACCENTS),
-        Corpus("zh-CN", "zh-CN", 1000, seed=13),
+        # Han text: ~1,100 distinct characters from 3,000 words left a 1,000-
+        # utterance Mandarin base stuck at blank-only output; 300 words keep the
+        # character inventory learnable at this size.
+        Corpus("zh-CN-300w", "zh-CN", 1000, seed=13, vocab_size=300),
         Corpus("es", "es", 300, seed=12),
         Corpus("de", "de", 300, seed=14),
         Corpus("ru", "ru", 300, seed=15),
-        Corpus("zh-HK", "zh-HK", 300, seed=16),
+        Corpus("zh-HK-300w", "zh-HK", 300, seed=16, vocab_size=300),
     ]
     runs = [
         Run("base_small", "EnglishBase", "quartznet_small.yaml", "en", "base",
             "small", overrides=base_over, language="en"),
-        Run("base_zh", "MandarinBase", "quartznet_small.yaml", "zh-CN", "base",
-            "small", overrides=base_over, language="zh-CN"),
+        Run("base_zh300w", "MandarinBase", "quartznet_small.yaml", "zh-CN-300w",
+            "base", "small", overrides={"number_of_epochs": 20},
+            language="zh-CN"),
     ]  # fmt: skip
     for lang in ("es", "de", "ru"):
         runs += _transfer_runs(
@@ -413,8 +418,9 @@ def languages_profile() -> Profile:
             variants=("scratch", "xfer_none", "xfer"),
         )  # fmt: skip
     runs += _transfer_runs(
-        "language", "zh-HK", "Cantonese", "xfer.yaml", "scratch.yaml", "zh-HK",
-        "base_zh", tune, {}, variants=("scratch", "xfer_none", "xfer"),
+        "language", "zh-HK", "Cantonese", "xfer.yaml", "scratch.yaml", "zh-HK-300w",
+        "base_zh300w", tune, {}, variants=("scratch", "xfer_none", "xfer"),
+        prefix="language_zh-HK-300w",
     )  # fmt: skip
     return Profile(
         "languages",
@@ -458,6 +464,7 @@ def make_corpora(profile: Profile, data_dir: Path, jobs: int = 2) -> dict:
             seed=corpus.seed,
             accents=corpus.accents,
             domain=corpus.domain,
+            vocab_size=corpus.vocab_size,
             jobs=jobs,
             progress=True,
         )
