@@ -23,7 +23,8 @@ demo: setup
 study: setup
 	$(BIN)/python -m xlt_plugin.study --profile full --out results/study-full
 
-test: setup
+# Lint first (seconds), then the suite; pytest's exit 5 (no tests) fails like any.
+test: setup lint
 	$(BIN)/python -m pytest -q
 
 lint: setup
