@@ -350,10 +350,24 @@ def _language_section(study: Study, verdicts: list) -> list[str]:
                 _verdict(
                     x,
                     n,
-                    f"{lang}: keeping shared rows (CER {x:.1f}) beats "
-                    f"re-initialising the head (CER {n:.1f}).",
+                    f"{lang}: keeping shared rows (test CER {x:.1f}) beats "
+                    f"re-initialising the head (test CER {n:.1f}).",
                 )
             )
+            early = [
+                [study.dev_cer(r, 1) for r in by_variant[v]]
+                for v in ("xfer", "xfer_none")
+            ]
+            if None not in early[0] + early[1]:
+                x1, n1 = statistics.mean(early[0]), statistics.mean(early[1])
+                verdicts.append(
+                    _verdict(
+                        x1,
+                        n1,
+                        f"{lang}: after one epoch, keeping shared rows gives dev CER "
+                        f"{x1:.1f} vs {n1:.1f} with the head re-initialised.",
+                    )
+                )
     lines += _table(
         [
             "language",
