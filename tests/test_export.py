@@ -144,8 +144,12 @@ def test_model_card_front_matter_and_results(en_base, tmp_path, capsys):
 def test_synthetic_detection(corpora, tmp_path):
     data = corpora("en", 16)
     assert detect_synthetic(data) is True
+    assert (data / "xlt_synth.json").is_file()
+    older = tmp_path / "older"  # from before the marker: recognised by client ids
+    shutil.copytree(data, older, ignore=shutil.ignore_patterns("clips", "*.json"))
+    assert detect_synthetic(older) is True
     real_like = tmp_path / "cv"
-    shutil.copytree(data, real_like, ignore=shutil.ignore_patterns("clips"))
+    shutil.copytree(data, real_like, ignore=shutil.ignore_patterns("clips", "*.json"))
     rows = (real_like / "train.tsv").read_text(encoding="utf-8").splitlines()
     fixed = [rows[0]] + ["f" * 128 + row[128:] for row in rows[1:]]
     (real_like / "train.tsv").write_text("\n".join(fixed) + "\n", encoding="utf-8")

@@ -293,9 +293,10 @@ def _synthetic_client_ids(locale: str, accent: str, gender: str) -> set[str]:
 def detect_synthetic(data_folder: str | os.PathLike | None) -> bool | None:
     """Whether a Common Voice-layout folder was written by ``xlt synth``.
 
-    ``xlt synth`` always writes ``clip_durations.tsv`` and gives each speaker the
-    hash of its voice parameters as client id; a folder with both (checked on
-    up to three speakers) is synthetic. Real Common Voice client ids are
+    ``xlt synth`` writes a marker file (``xlt_synth.json``); corpora from before
+    the marker are recognised as ``xlt synth`` always wrote them:
+    ``clip_durations.tsv`` and, as client id, the hash of each speaker's voice
+    parameters (checked on up to three speakers). Real Common Voice client ids are
     hashes of nothing a synthesiser can reproduce. A corpus synthesised with
     a custom ``--voice`` is not recognised (its voice is not in the tables).
 
@@ -322,6 +323,8 @@ def detect_synthetic(data_folder: str | os.PathLike | None) -> bool | None:
     tsvs = [t for t in tsvs if t.is_file()]
     if not folder.is_dir() or not tsvs:
         return None
+    if (folder / "xlt_synth.json").is_file():
+        return True
     if not (folder / "clip_durations.tsv").is_file():
         return False
     speakers = {}

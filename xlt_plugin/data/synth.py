@@ -21,6 +21,7 @@ Authors
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import multiprocessing
 import os
@@ -79,7 +80,9 @@ CV_COLUMNS = (
 #: Sample rate of the written clips.
 SAMPLE_RATE = 16000
 SPLITS = ("train", "dev", "test")
-_OUR_FILES = {"clips", "validated.tsv", "clip_durations.tsv"} | {
+#: Written beside the tsv files: says the corpus is synthetic, and how it was made.
+SYNTH_MARKER = "xlt_synth.json"
+_OUR_FILES = {"clips", "validated.tsv", "clip_durations.tsv", SYNTH_MARKER} | {
     f"{split}.tsv" for split in SPLITS
 }
 
@@ -687,7 +690,9 @@ def synthesize_corpus(
     ...         os.path.join(tmp, "cv"), "es", 3, jobs=1, progress=False
     ...     )
     ...     sorted(os.listdir(os.path.join(tmp, "cv")))
-    ['clip_durations.tsv', 'clips', 'dev.tsv', 'test.tsv', 'train.tsv', 'validated.tsv']
+    ... # doctest: +NORMALIZE_WHITESPACE
+    ['clip_durations.tsv', 'clips', 'dev.tsv', 'test.tsv', 'train.tsv',
+     'validated.tsv', 'xlt_synth.json']
     >>> info["utterances"]
     {'train': 1, 'dev': 1, 'test': 1}
     """
@@ -854,6 +859,14 @@ def _write_tables(
         [name, str(round(1000 * lengths[i] / SAMPLE_RATE))] for _, _, name, _, i in plan
     ]
     _write_tsv(folder / "clip_durations.tsv", durations, ("clip", "duration[ms]"))
+    marker = {
+        "generator": "xlt synth (espeak-ng through espeakng-loader)",
+        "synthetic": True,
+        "locale": locale,
+        "domain": domain or None,
+        "utterances": {split: len(rows[split]) for split in SPLITS},
+    }
+    (folder / SYNTH_MARKER).write_text(json.dumps(marker, indent=2) + "\n", "utf-8")
 
 
 def _replace_dir(tmp: Path, out: Path) -> None:
