@@ -152,6 +152,27 @@ def _demo_runs(base_small: dict, base_large: dict, tune: dict, small: dict) -> l
     return runs
 
 
+def _freezing_runs(tune: dict, seed: int = 1) -> list:
+    """Spanish from ``base_small`` (a 5-block QuartzNet) with three freezing plans."""
+    plans = {
+        "frozen_bn": {"freeze_patterns": ["encoder"], "keep_batchnorm_trainable": True},
+        "staged": {
+            "freeze_patterns": ["encoder"],
+            "unfreeze_at": {
+                3: ["encoder.epilogue", "encoder.blocks.3-4"],
+                6: ["encoder"],
+            },
+        },
+        "layerwise": {"lr_decay": 0.8},
+    }
+    return [
+        Run(f"freezing_es_{variant}_s{seed}", "CommonVoice", "es_xfer.yaml", "es",
+            "freezing", variant, base="base_small",
+            overrides={**tune, **over, "seed": seed}, language="es", seed=seed)
+        for variant, over in plans.items()
+    ]  # fmt: skip
+
+
 def demo_profile() -> Profile:
     """Every claim of the paper once, within 30 minutes on 2 CPU cores."""
     small = {"encoder_preset": "quartznet_tiny"}  # scratch = the small base's arch
@@ -326,35 +347,7 @@ def full_profile(seeds: int = 1) -> Profile:
                     size=label,
                     prefix=f"size_es_{label}",
                 )
-        freezing = {
-            "frozen_bn": {
-                "freeze_patterns": ["encoder"],
-                "keep_batchnorm_trainable": True,
-            },
-            "staged": {
-                "freeze_patterns": ["encoder"],
-                "unfreeze_at": {
-                    3: ["encoder.epilogue", "encoder.blocks.3-4"],
-                    6: ["encoder"],
-                },
-            },
-            "layerwise": {"lr_decay": 0.8},
-        }
-        for variant, over in freezing.items():
-            runs.append(
-                Run(
-                    f"freezing_es_{variant}_s{seed}",
-                    "CommonVoice",
-                    "es_xfer.yaml",
-                    "es",
-                    "freezing",
-                    variant,
-                    base="base_small",
-                    overrides={**tune, **over, "seed": seed},
-                    language="es",
-                    seed=seed,
-                )
-            )
+        runs += _freezing_runs(tune, seed)
     return Profile(
         "full",
         corpora,
@@ -426,6 +419,7 @@ def languages_profile() -> Profile:
         "base_zh", tune, {"encoder_preset": "quartznet_tiny"},
         variants=("scratch", "xfer_none", "xfer"), prefix="language_zh-HK",
     )  # fmt: skip
+    runs += _freezing_runs(tune)
     return Profile(
         "languages",
         corpora,
@@ -434,7 +428,11 @@ def languages_profile() -> Profile:
             "Languages profile: the recipe READMEs' table (YAML-default small "
             "presets, 300 utterances per target language)."
         ),
-        forgetting=[("language_es_xfer_s1", "base_small")],
+        forgetting=[
+            ("language_es_xfer_s1", "base_small"),
+            ("freezing_es_frozen_bn_s1", "base_small"),
+            ("freezing_es_staged_s1", "base_small"),
+        ],
     )
 
 
