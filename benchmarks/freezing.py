@@ -25,7 +25,6 @@ import argparse
 import copy
 import statistics
 
-import torch
 from overhead import (
     add_common_arguments,
     brain_step,
@@ -35,6 +34,7 @@ from overhead import (
     make_batches,
     make_brain,
     paired_ratio,
+    parse_common,
     print_blocks,
 )
 
@@ -50,18 +50,8 @@ VARIANTS = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_common_arguments(parser, "quartznet_small")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=4.0)
-    parser.add_argument("--repeats", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=2, help="steps per block")
-    args = parser.parse_args()
-    if args.quick:
-        preset = args.preset or "quartznet_tiny"
-        args.batch, args.seconds, args.repeats, args.steps = 2, 1.0, 2, 1
-    else:
-        preset = args.preset or "quartznet_small"
-    torch.set_num_threads(args.threads)
+    add_common_arguments(parser, seconds=4.0, repeats=8, steps=2)
+    args, preset = parse_common(parser, quick_repeats=2, quick_steps=1)
     print(machine_line())
     total = args.repeats * args.steps + 1
     batches = make_batches(4, args.batch, args.seconds)

@@ -30,6 +30,7 @@ from overhead import (
     machine_line,
     make_batches,
     make_brain,
+    parse_common,
 )
 
 
@@ -78,19 +79,9 @@ def peak_rss_mb(argv: list[str], threads: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_common_arguments(parser, "quartznet_small")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=12.0)
-    parser.add_argument("--steps", type=int, default=6)
-    parser.add_argument("--repeats", type=int, default=2)
+    add_common_arguments(parser, seconds=12.0, repeats=2, steps=6)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.quick:
-        preset = args.preset or "quartznet_tiny"
-        args.batch, args.seconds, args.steps, args.repeats = 2, 1.0, 2, 1
-    else:
-        preset = args.preset or "quartznet_small"
-    torch.set_num_threads(args.threads)
+    args, preset = parse_common(parser, quick_repeats=1, quick_steps=2)
     if args.child:
         child(preset, args.batch, args.seconds, args.steps)
         return

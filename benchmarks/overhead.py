@@ -298,27 +298,39 @@ def print_blocks(times: dict[str, dict[str, list[float]]], unit: str = "s/step")
             )
 
 
-def add_common_arguments(parser: argparse.ArgumentParser, preset: str) -> None:
-    """Options every training benchmark shares."""
+def add_common_arguments(
+    parser: argparse.ArgumentParser,
+    seconds: float = 4.0,
+    repeats: int = 10,
+    steps: int = 3,
+) -> None:
+    """Options every training benchmark shares: the model and the workload."""
     parser.add_argument("--quick", action="store_true", help="a few seconds (tests)")
-    parser.add_argument("--preset", default=None, help=f"QuartzNet preset ({preset})")
+    parser.add_argument("--preset", default=None, help="QuartzNet preset")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=seconds)
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--steps", type=int, default=steps, help="steps per block")
+
+
+def parse_common(
+    parser: argparse.ArgumentParser, quick_repeats: int = 2, quick_steps: int = 2
+) -> tuple[argparse.Namespace, str]:
+    """Parse; ``--quick`` shrinks the workload. Returns (args, preset)."""
+    args = parser.parse_args()
+    if args.quick:
+        args.batch, args.seconds = 2, 1.0
+        args.repeats, args.steps = quick_repeats, quick_steps
+    preset = args.preset or ("quartznet_tiny" if args.quick else "quartznet_small")
+    torch.set_num_threads(args.threads)
+    return args, preset
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_common_arguments(parser, "quartznet_small")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=4.0)
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--steps", type=int, default=3, help="steps per block")
-    args = parser.parse_args()
-    if args.quick:
-        preset = args.preset or "quartznet_tiny"
-        args.batch, args.seconds, args.repeats, args.steps = 2, 1.0, 2, 2
-    else:
-        preset = args.preset or "quartznet_small"
-    torch.set_num_threads(args.threads)
+    add_common_arguments(parser, seconds=4.0, repeats=10, steps=3)
+    args, preset = parse_common(parser, quick_repeats=2, quick_steps=2)
     print(machine_line())
     total = args.repeats * args.steps + 1
     batches = make_batches(4, args.batch, args.seconds)

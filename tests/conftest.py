@@ -46,7 +46,7 @@ def run_recipe(argv):
     tokenizer, datasets = common_voice_data(hparams)
     brain = make_brain(hparams, run_opts, tokenizer)
     results = fit_and_test(brain, datasets, hparams)
-    export_model(brain, hparams, {"language": hparams["language"], "test": results})
+    export_model(brain, hparams, results)
     return brain, hparams, results
 
 

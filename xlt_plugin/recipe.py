@@ -263,22 +263,30 @@ def fit_and_test(brain: CTCTransferBrain, datasets: dict, hparams: dict) -> dict
 
 
 def _has_zero_shot_lines(brain: CTCTransferBrain) -> bool:
-    path = brain.metrics_path
-    if path is None or not path.exists():
+    from xlt_plugin.report import read_metrics, zero_shot_tests
+
+    if brain.metrics_path is None:
         return False
-    return any('"zero_shot": true' in line for line in path.open(encoding="utf-8"))
+    return bool(zero_shot_tests(read_metrics(brain.metrics_path.parent)))
 
 
-def export_model(brain: CTCTransferBrain, hparams: dict, metadata: dict | None = None):
+def export_model(
+    brain: CTCTransferBrain, hparams: dict, results: dict, extra: dict | None = None
+):
     """Write the (best-checkpoint) model to ``<output_folder>/model`` in hub layout.
+
+    ``config.json`` keeps the run's language, pretrained_path, remap strategy
+    and test results as metadata.
 
     Arguments
     ---------
     brain : CTCTransferBrain
         After :func:`fit_and_test` (which loaded the best checkpoint).
     hparams : dict
-    metadata : dict, optional
-        Kept in ``config.json`` (language, corpus, test metrics, ...).
+    results : dict
+        Test stats per test set (what :func:`fit_and_test` returns).
+    extra : dict, optional
+        More metadata (e.g. the domain recipe's beam + LM results).
 
     Returns
     -------
@@ -296,6 +304,13 @@ def export_model(brain: CTCTransferBrain, hparams: dict, metadata: dict | None =
         return module
 
     modules = {name: unwrap(module) for name, module in brain.modules.items()}
+    metadata = {
+        "language": hparams["language"],
+        "pretrained_path": str(hparams.get("pretrained_path") or ""),
+        "remap_strategy": hparams.get("remap_strategy"),
+        "test": results,
+        **(extra or {}),
+    }
     if hparams.get("pretrained_path"):  # the base's features, whatever their kind
         features = read_config(hparams["pretrained_path"], "features")
     else:

@@ -23,13 +23,4 @@ if __name__ == "__main__":
     tokenizer, datasets = common_voice_data(hparams)
     brain = make_brain(hparams, run_opts, tokenizer)
     results = fit_and_test(brain, datasets, hparams)
-    export_model(
-        brain,
-        hparams,
-        {
-            "language": hparams["language"],
-            "pretrained_path": str(hparams.get("pretrained_path") or ""),
-            "remap_strategy": hparams.get("remap_strategy"),
-            "test": results,
-        },
-    )
+    export_model(brain, hparams, results)

@@ -72,14 +72,4 @@ if __name__ == "__main__":
     lm_results = None
     if hparams.get("lm_order", 0) > 0:
         lm_results = test_with_domain_lm(brain, datasets, hparams)
-    export_model(
-        brain,
-        hparams,
-        {
-            "language": hparams["language"],
-            "pretrained_path": str(hparams.get("pretrained_path") or ""),
-            "remap_strategy": hparams.get("remap_strategy"),
-            "test": results,
-            "test_beam_lm": lm_results,
-        },
-    )
+    export_model(brain, hparams, results, {"test_beam_lm": lm_results})
