@@ -436,8 +436,8 @@ def load_pretrained(
         from xlt_plugin.nemo import load_nemo_state
 
         state = load_nemo_state(source)
-        encoder.load_state_dict(state["encoder"])
-        head.load_state_dict(state["head"])
+        _load_state_dict(encoder, state["encoder"], source)
+        _load_state_dict(head, state["head"], source)
         tokens = list(config["tokens"])
     else:
         _load_state(encoder, _fetch(source, ENCODER_FILE, savedir))
@@ -471,14 +471,7 @@ def _checked_tokens(source, config: dict, savedir) -> list[str]:
 
 def _load_state(module: torch.nn.Module, path: Path) -> None:
     state = torch.load(path, map_location="cpu", weights_only=True)
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise RuntimeError(
-            f"{path} does not fit the {_qualified_name(module)} built for it: {err}. "
-            "The recipe's architecture must be the pretrained model's; in a transfer "
-            "YAML build it with !apply:xlt_plugin.pretrained.build_encoder."
-        ) from err
+    _load_state_dict(module, state, path)
 
 
 def transfer_weights(
@@ -560,7 +553,8 @@ def _load_state_dict(module: torch.nn.Module, state: dict, source) -> None:
     except RuntimeError as err:
         raise RuntimeError(
             f"The weights of {source} do not fit the {_qualified_name(module)} built "
-            f"for them: {err}. Build the encoder with "
+            f"for them: {err}. The recipe's architecture must be the pretrained "
+            "model's; in a transfer YAML build it with "
             "!apply:xlt_plugin.pretrained.build_encoder [<pretrained_path>]."
         ) from err
 
