@@ -315,7 +315,9 @@ def full_profile(seeds: int = 1) -> Profile:
             )
         for label in [*sizes, "all"]:
             data = "es" if label == "all" else f"es_{label}"
-            for base in ("small", "large"):
+            # At full size the small-base transfer and scratch are the language
+            # runs (the report reads them there): only the large base runs again.
+            for base in ("small", "large") if label != "all" else ("large",):
                 runs += _transfer_runs(
                     "size",
                     "es",
@@ -331,7 +333,7 @@ def full_profile(seeds: int = 1) -> Profile:
                     size=label,
                     prefix=f"size_es_{base}_{label}",
                 )
-            if label != "all":  # the full-size scratch run is the language one
+            if label != "all":
                 runs += _transfer_runs(
                     "size",
                     "es",
