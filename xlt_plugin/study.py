@@ -219,136 +219,56 @@ def full_profile(seeds: int = 1) -> Profile:
         Corpus("en_medical", "en", 800, seed=4, domain="medical"),
         Corpus("en_atc", "en", 800, seed=8, domain="atc"),
     ]
-    # Fine-tuning sizes for the larger-vs-smaller base comparison (~10/30/100 min).
+    # Fine-tuning sizes for the larger-vs-smaller base comparison (~10/30/67 min).
     sizes = {"10min": 190, "30min": 570}
     corpora += [
         Corpus(f"es_{label}", "es", subset_of="es", train_utterances=n)
         for label, n in sizes.items()
     ]
     runs = [
-        Run(
-            "base_small",
-            "EnglishBase",
-            "quartznet_small.yaml",
-            "en",
-            "base",
-            "small",
-            overrides=base_over,
-            language="en",
-        ),
-        Run(
-            "base_large",
-            "EnglishBase",
-            "quartznet_large.yaml",
-            "en",
-            "base",
-            "large",
-            overrides=base_over,
-            language="en",
-        ),
-        Run(
-            "base_zh",
-            "MandarinBase",
-            "quartznet_small.yaml",
-            "zh-CN",
-            "base",
-            "small",
-            # lr 0.002: at 0.005 the small preset stayed at blank-only output on
-            # 1,000 Mandarin utterances; at 0.002 it left that plateau by epoch 10.
-            overrides={**base_over, "lr": 0.002},
-            language="zh-CN",
-        ),
-    ]
+        Run("base_small", "EnglishBase", "quartznet_small.yaml", "en", "base",
+            "small", overrides=base_over, language="en"),
+        Run("base_large", "EnglishBase", "quartznet_large.yaml", "en", "base",
+            "large", overrides=base_over, language="en"),
+        # lr 0.002: at 0.005 the small preset stayed at blank-only output on
+        # 1,000 Mandarin utterances; at 0.002 it left that plateau by epoch 10.
+        Run("base_zh", "MandarinBase", "quartznet_small.yaml", "zh-CN", "base",
+            "small", overrides={**base_over, "lr": 0.002}, language="zh-CN"),
+    ]  # fmt: skip
+    three = ("scratch", "xfer_none", "xfer")
     for seed in range(1, seeds + 1):
         for lang in ("es", "de", "ru"):
             runs += _transfer_runs(
-                "language",
-                lang,
-                "CommonVoice",
-                f"{lang}_xfer.yaml",
-                f"{lang}_scratch.yaml",
-                lang,
-                "base_small",
-                tune,
-                small,
-                seed,
-                variants=("scratch", "xfer_none", "xfer"),
-            )
+                "language", lang, "CommonVoice", f"{lang}_xfer.yaml",
+                f"{lang}_scratch.yaml", lang, "base_small", tune, small, seed,
+                variants=three,
+            )  # fmt: skip
         runs += _transfer_runs(
-            "language",
-            "zh-HK",
-            "Cantonese",
-            "xfer.yaml",
-            "scratch.yaml",
-            "zh-HK",
-            "base_zh",
-            tune,
-            small,
-            seed,
-            variants=("scratch", "xfer_none", "xfer"),
-        )
+            "language", "zh-HK", "Cantonese", "xfer.yaml", "scratch.yaml", "zh-HK",
+            "base_zh", tune, small, seed, variants=three,
+        )  # fmt: skip
         runs += _transfer_runs(
-            "accent",
-            "en",
-            "AccentedEnglish",
-            "xfer.yaml",
-            "scratch.yaml",
-            "en_accents",
-            "base_small",
-            tune,
-            small,
-            seed,
-        )
+            "accent", "en", "AccentedEnglish", "xfer.yaml", "scratch.yaml",
+            "en_accents", "base_small", tune, small, seed,
+        )  # fmt: skip
         for domain in ("medical", "atc"):
             runs += _transfer_runs(
-                "domain",
-                "en",
-                "Domain",
-                "xfer.yaml",
-                "scratch.yaml",
-                f"en_{domain}",
-                "base_small",
-                tune,
-                small,
-                seed,
+                "domain", "en", "Domain", "xfer.yaml", "scratch.yaml",
+                f"en_{domain}", "base_small", tune, small, seed,
                 prefix=f"domain_{domain}",
-            )
+            )  # fmt: skip
         for label in [*sizes, "all"]:
             data = "es" if label == "all" else f"es_{label}"
             # At full size the small-base transfer and scratch are the language
             # runs (the report reads them there): only the large base runs again.
-            for base in ("small", "large") if label != "all" else ("large",):
+            starts = [("xfer", "small"), ("xfer", "large"), ("scratch", None)]
+            for variant, base in starts[1:2] if label == "all" else starts:
+                prefix = f"size_es_{base}_{label}" if base else f"size_es_{label}"
                 runs += _transfer_runs(
-                    "size",
-                    "es",
-                    "CommonVoice",
-                    "es_xfer.yaml",
-                    "es_scratch.yaml",
-                    data,
-                    f"base_{base}",
-                    tune,
-                    small,
-                    seed,
-                    variants=("xfer",),
-                    size=label,
-                    prefix=f"size_es_{base}_{label}",
-                )
-            if label != "all":
-                runs += _transfer_runs(
-                    "size",
-                    "es",
-                    "CommonVoice",
-                    "es_xfer.yaml",
-                    "es_scratch.yaml",
-                    data,
-                    "base_small",
-                    tune,
-                    small,
-                    seed,
-                    variants=("scratch",),
-                    size=label,
-                    prefix=f"size_es_{label}",
-                )
+                    "size", "es", "CommonVoice", "es_xfer.yaml", "es_scratch.yaml",
+                    data, f"base_{base or 'small'}", tune, small, seed,
+                    variants=(variant,), size=label, prefix=prefix,
+                )  # fmt: skip
         runs += _freezing_runs(tune, seed)
     return Profile(
         "full",
