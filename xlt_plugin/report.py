@@ -22,6 +22,9 @@ SYNTHETIC_NOTE = (
     "`xlt synth`. The numbers show what the method does on this corpus; they are "
     "not Common Voice results."
 )
+# A from-scratch run whose best dev CER stays at or above this never learned (CTC's
+# blank plateau): its convergence ratio says little beyond that.
+UNLEARNED_CER = 90.0
 
 
 # ------------------------------------------------------------------ run files
@@ -94,6 +97,9 @@ def epochs_to_reach(curve: list[dict], target: float) -> int | None:
 def convergence_ratio(xfer: list[dict], scratch: list[dict]) -> dict:
     """Epochs transfer needs to reach scratch's best dev CER / epochs scratch needed.
 
+    The same ratio in training seconds (each record's ``elapsed``, the run's
+    cumulative training time) counts slower epochs, e.g. of a larger model.
+
     Arguments
     ---------
     xfer, scratch : list of dict
@@ -103,32 +109,48 @@ def convergence_ratio(xfer: list[dict], scratch: list[dict]) -> dict:
     -------
     dict
         ``target`` (scratch's best dev CER), ``scratch_epochs``, ``xfer_epochs``
-        (None when never reached) and ``ratio``.
+        (None when never reached), ``ratio``, and ``scratch_seconds``,
+        ``xfer_seconds``, ``seconds_ratio`` (None without ``elapsed``).
 
     Example
     -------
-    >>> s = [{"epoch": e, "CER": c} for e, c in [(1, 90), (2, 60), (3, 40)]]
-    >>> x = [{"epoch": e, "CER": c} for e, c in [(1, 50), (2, 35), (3, 30)]]
-    >>> convergence_ratio(x, s)["ratio"]
-    0.6666666666666666
+    >>> def curve(cers, seconds_per_epoch):
+    ...     return [
+    ...         {"epoch": e, "CER": c, "elapsed": seconds_per_epoch * e}
+    ...         for e, c in enumerate(cers, start=1)
+    ...     ]
+    >>> r = convergence_ratio(curve([50, 35, 30], 20.0), curve([90, 60, 40], 10.0))
+    >>> r["ratio"], r["seconds_ratio"]
+    (0.6666666666666666, 1.3333333333333333)
     """
+    keys = ("target", "scratch_epochs", "xfer_epochs", "ratio")
+    keys += ("scratch_seconds", "xfer_seconds", "seconds_ratio")
+    result = dict.fromkeys(keys)
     if not xfer or not scratch:
-        return {
-            "target": None,
-            "scratch_epochs": None,
-            "xfer_epochs": None,
-            "ratio": None,
-        }
+        return result
     target = min(r["CER"] for r in scratch)
     scratch_epochs = epochs_to_reach(scratch, target)
     xfer_epochs = epochs_to_reach(xfer, target)
-    ratio = xfer_epochs / scratch_epochs if xfer_epochs else None
-    return {
-        "target": target,
-        "scratch_epochs": scratch_epochs,
-        "xfer_epochs": xfer_epochs,
-        "ratio": ratio,
-    }
+    result.update(
+        target=target,
+        scratch_epochs=scratch_epochs,
+        xfer_epochs=xfer_epochs,
+        ratio=xfer_epochs / scratch_epochs if xfer_epochs else None,
+    )
+    scratch_seconds = _elapsed_at(scratch, scratch_epochs)
+    xfer_seconds = _elapsed_at(xfer, xfer_epochs)
+    result.update(scratch_seconds=scratch_seconds, xfer_seconds=xfer_seconds)
+    if scratch_seconds and xfer_seconds:
+        result["seconds_ratio"] = xfer_seconds / scratch_seconds
+    return result
+
+
+def _elapsed_at(curve: list[dict], epoch: int | None) -> float | None:
+    """Cumulative training seconds at the end of ``epoch`` (None if unknown)."""
+    for record in curve:
+        if record["epoch"] == epoch:
+            return record.get("elapsed")
+    return None
 
 
 # ----------------------------------------------------------------- evaluation
@@ -534,7 +556,7 @@ def _convergence_section(study: Study, figures: Path, verdicts: list) -> list[st
     import matplotlib.pyplot as plt
 
     lines = ["## 5. Convergence", ""]
-    rows = []
+    rows, unlearned = [], []
     tasks = []
     for run in study.manifest["runs"]:
         key = (run["task"], run["data"])
@@ -558,8 +580,13 @@ def _convergence_section(study: Study, figures: Path, verdicts: list) -> list[st
                 _fmt(ratio["scratch_epochs"]),
                 _fmt(ratio["xfer_epochs"]) if ratio["xfer_epochs"] else "never",
                 _fmt(ratio["ratio"], 2),
+                _fmt(ratio["scratch_seconds"]),
+                _fmt(ratio["xfer_seconds"]) if ratio["xfer_seconds"] else "never",
+                _fmt(ratio["seconds_ratio"], 2),
             ]
         )
+        if ratio["target"] is not None and ratio["target"] >= UNLEARNED_CER:
+            unlearned.append(f"{task} ({data})")
         if ratio["ratio"] is not None:
             verdicts.append(
                 _verdict(
@@ -606,10 +633,20 @@ def _convergence_section(study: Study, figures: Path, verdicts: list) -> list[st
             "scratch best dev CER",
             "scratch epochs to it",
             "transfer epochs to it",
-            "ratio",
+            "ratio (epochs)",
+            "scratch train seconds to it",
+            "transfer train seconds to it",
+            "ratio (seconds)",
         ],
         rows,
     )
+    if unlearned:
+        lines += [
+            f"From scratch, {', '.join(unlearned)} never got below {UNLEARNED_CER}% "
+            "dev CER in these epochs: there the ratio only says that transfer "
+            "learned and scratch did not.",
+            "",
+        ]
     return lines
 
 
