@@ -20,8 +20,11 @@ demo: setup
 	$(BIN)/python -m xlt_plugin.study --profile demo --out results/study
 
 # The full study: every table, hours on 2 CPU cores (or a GPU); resumable.
+# `make study SEEDS=3` adds seeds 2 and 3 to the transfers (finished runs are kept).
+SEEDS ?= 1
 study: setup
-	$(BIN)/python -m xlt_plugin.study --profile full --out results/study-full
+	$(BIN)/python -m xlt_plugin.study --profile full --seeds $(SEEDS) \
+		--out results/study-full
 
 # Lint first (seconds), then the suite; pytest's exit 5 (no tests) fails like any.
 test: setup lint
