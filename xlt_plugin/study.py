@@ -225,7 +225,7 @@ def full_profile(seeds: int = 1) -> Profile:
         Corpus("en_medical", "en", 800, seed=4, domain="medical"),
         Corpus("en_atc", "en", 800, seed=8, domain="atc"),
     ]
-    # Fine-tuning sizes for the larger-vs-smaller base comparison (~10/30/67 min).
+    # Fine-tuning sizes for the larger-vs-smaller base comparison (~10/30/62 min).
     sizes = {"10min": 190, "30min": 570}
     corpora += [
         Corpus(f"es_{label}", "es", subset_of="es", train_utterances=n)
