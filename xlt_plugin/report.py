@@ -592,10 +592,9 @@ def _convergence_section(study: Study, figures: Path, verdicts: list) -> list[st
                 _verdict(
                     ratio["ratio"],
                     1,
-                    f"{task} ({data}): transfer "
-                    f"reaches scratch's best dev CER in "
-                    f"{ratio['xfer_epochs']} epochs vs "
-                    f"{ratio['scratch_epochs']} (ratio "
+                    f"{task} ({data}): transfer reaches scratch's best dev CER "
+                    f"({ratio['target']:.1f}) after {ratio['xfer_epochs']} of its "
+                    f"epochs vs {ratio['scratch_epochs']} for scratch (ratio "
                     f"{ratio['ratio']:.2f}).",
                 )
             )
