@@ -516,12 +516,17 @@ def _size_section(study: Study, verdicts: list) -> list[str]:
         ],
         rows,
     )
-    params = {
-        name: parameter_count(study.path(name)) for name in ("base_small", "base_large")
-    }
+    bases = ("base_small", "base_large")
+    params = {name: parameter_count(study.path(name)) for name in bases}
+    english = {}
+    for name in bases:
+        runs = study.select(name=name)
+        english[name] = study.final(runs[0]) if runs else None
     lines += [
         f"Base parameters: small {_fmt(params['base_small'])}, large "
-        f"{_fmt(params['base_large'])}.",
+        f"{_fmt(params['base_large'])}. English test CER of the bases themselves: "
+        f"small {_fmt(english['base_small'])}, large {_fmt(english['base_large'])}"
+        " (a larger base is only a better start if it is a better English model).",
         "",
     ]
     if smallest:
