@@ -1,5 +1,6 @@
 """The study pipeline end to end in its tiny profile, and the report's sources."""
 
+import dataclasses
 import json
 import re
 
@@ -29,6 +30,10 @@ def test_every_run_finished_and_report_has_every_section(tiny_study):
     manifest = json.loads((out / "study.json").read_text())
     for run in manifest["runs"]:
         assert study_mod.is_finished(out / "runs" / run["name"]), run["name"]
+        kept = json.loads(
+            (out / "runs" / run["name"] / study_mod.DEFINITION).read_text()
+        )
+        assert kept == json.loads(json.dumps(run))
     text = report.read_text()
     for heading in (
         "## 1. Languages",
@@ -92,3 +97,36 @@ def test_subset_keeps_dev_and_test(tmp_path, corpora):
         ).read_text()
     with pytest.raises(ValueError, match="fewer than"):
         study_mod.make_subset(parent, tmp_path / "big", 10_000)
+
+
+def test_changed_definitions_are_reported_not_reused(tmp_path):
+    # A corpus folder made for 300 utterances, now asked for with 500.
+    data = tmp_path / "data" / "es"
+    data.mkdir(parents=True)
+    (data / "validated.tsv").write_text("made earlier\n")
+    study_mod.write_definition(
+        data, dataclasses.asdict(study_mod.Corpus("es", "es", 300))
+    )
+    profile = study_mod.Profile("t", [study_mod.Corpus("es", "es", 500)], [])
+    with pytest.raises(ValueError, match="utterances: 300 -> 500"):
+        study_mod.make_corpora(profile, tmp_path / "data")
+    # A run folder made with another lr: neither reused nor overwritten, and the
+    # run that starts from it is skipped.
+    base = study_mod.Run(
+        "base", "EnglishBase", "quartznet_small.yaml", "es", "base", "small",
+        overrides={"lr": 0.002},
+    )  # fmt: skip
+    runs_dir = tmp_path / "runs"
+    (runs_dir / "base").mkdir(parents=True)
+    study_mod.write_definition(runs_dir / "base", dataclasses.asdict(base))
+    child = study_mod.Run(
+        "child", "CommonVoice", "es_xfer.yaml", "es", "language", "xfer", base="base"
+    )
+    changed = dataclasses.replace(base, overrides={"lr": 0.005})
+    profile = study_mod.Profile("t", [], [changed, child])
+    status = study_mod.execute(profile, {"es": data}, runs_dir, progress=False)
+    assert "lr" in status["base"] and "0.002" in status["base"]
+    assert "delete it" in status["base"]
+    assert status["child"].startswith("skipped")
+    assert not (runs_dir / "child").exists()
+    assert not (runs_dir / "base" / "log.txt").exists()

@@ -369,9 +369,71 @@ PROFILES = {
 }
 
 
+# ----------------------------------------------------------------- definitions
+DEFINITION = "study_definition.json"
+
+
+def definition_mismatch(folder: Path, definition: dict) -> str | None:
+    """Why ``folder`` belongs to another definition of its corpus or run.
+
+    A rerun reuses finished folders by name; after a profile changes, that would
+    mix results of the old definition into the new report without a word.
+
+    Arguments
+    ---------
+    folder : Path
+        A corpus or run folder of a study.
+    definition : dict
+        What the profile says now (``asdict`` of a Corpus or Run).
+
+    Returns
+    -------
+    str or None
+        The differences and what to do; None when the same, or when the folder
+        keeps no definition (folders of older versions).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> write_definition(folder, {"name": "es", "utterances": 300})
+    >>> definition_mismatch(folder, {"name": "es", "utterances": 300}) is None
+    True
+    >>> "utterances: 300 -> 500" in definition_mismatch(
+    ...     folder, {"name": "es", "utterances": 500})
+    True
+    """
+    path = Path(folder) / DEFINITION
+    if not path.exists():
+        return None
+    old = json.loads(path.read_text(encoding="utf-8"))
+    new = json.loads(json.dumps(definition))  # int keys become strings, as saved
+    changed = [
+        f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
+        for key in sorted(set(old) | set(new))
+        if old.get(key) != new.get(key)
+    ]
+    if not changed:
+        return None
+    return (
+        f"{folder} was made by another definition ({'; '.join(changed)}): delete "
+        "it to make it again with the profile's current one"
+    )
+
+
+def write_definition(folder: Path, definition: dict) -> None:
+    """Keep the definition a corpus or run folder was made by."""
+    path = Path(folder) / DEFINITION
+    path.write_text(json.dumps(definition, indent=1) + "\n", encoding="utf-8")
+
+
 # --------------------------------------------------------------------- corpora
 def make_corpora(profile: Profile, data_dir: Path, jobs: int = 2) -> dict:
-    """Synthesize (or reuse) every corpus of the profile; name -> folder."""
+    """Synthesize (or reuse) every corpus of the profile; name -> folder.
+
+    A reused folder made by another definition of its corpus stops the study
+    with the differences (see :func:`definition_mismatch`).
+    """
     from xlt_plugin.data.synth import synthesize_corpus
 
     folders = {}
@@ -379,9 +441,13 @@ def make_corpora(profile: Profile, data_dir: Path, jobs: int = 2) -> dict:
         out = data_dir / corpus.name
         folders[corpus.name] = out
         if (out / "validated.tsv").exists():
+            why = definition_mismatch(out, asdict(corpus))
+            if why:
+                raise ValueError(f"Corpus {corpus.name}: {why}.")
             continue
         if corpus.subset_of:
             make_subset(folders[corpus.subset_of], out, corpus.train_utterances)
+            write_definition(out, asdict(corpus))
             continue
         logger.info("Synthesizing %s (%d utterances)", corpus.name, corpus.utterances)
         synthesize_corpus(
@@ -395,6 +461,7 @@ def make_corpora(profile: Profile, data_dir: Path, jobs: int = 2) -> dict:
             jobs=jobs,
             progress=True,
         )
+        write_definition(out, asdict(corpus))
     return folders
 
 
@@ -500,14 +567,19 @@ def execute(
     """Run every run of the profile over ``jobs`` slots; name -> "ok" | error.
 
     A run starts when its base has finished; a failed base fails its dependants
-    (counted, reported) while independent runs go on.
+    (counted, reported) while independent runs go on. A folder made by another
+    definition of its run is neither reused nor overwritten: it is reported.
     """
     from tqdm import tqdm
 
     runs = {run.name: run for run in profile.runs}
     status: dict[str, str] = {}
     for name, run in runs.items():
-        if is_finished(run_folder(runs_dir, run)):
+        folder = run_folder(runs_dir, run)
+        why = definition_mismatch(folder, asdict(run))
+        if why:
+            status[name] = f"not run: {why}"
+        elif is_finished(folder):
             status[name] = "ok"
     pending = [n for n in runs if n not in status]
     active: dict[str, tuple] = {}
@@ -536,6 +608,7 @@ def execute(
                 continue  # wait for the base
             folder = run_folder(runs_dir, runs[name])
             folder.mkdir(parents=True, exist_ok=True)
+            write_definition(folder, asdict(runs[name]))
             log = open(folder / "log.txt", "a", encoding="utf-8")
             cmd = command(runs[name], folders[runs[name].data], runs_dir)
             log.write("$ " + " ".join(cmd) + "\n")
