@@ -493,7 +493,11 @@ def _size_section(study: Study, verdicts: list) -> list[str]:
         small = cer_of(variant="xfer", base="base_small")
         large = cer_of(variant="xfer", base="base_large")
         scratch = cer_of(variant="scratch")
-        data = {r["data"] for r in study.select(task="size", size=size)}
+        data = {
+            r["data"]
+            for r in study.manifest["runs"]
+            if r["task"] == "size" and r["size"] == size
+        }
         minutes = [_train_minutes(study, d) for d in data]
         rows.append(
             [
