@@ -95,6 +95,9 @@ def test_subset_keeps_dev_and_test(tmp_path, corpora):
         assert (sub / f"{split}.tsv").read_text() == (
             parent / f"{split}.tsv"
         ).read_text()
+    sizes = study_mod.corpus_sizes(sub)
+    assert sizes["train"]["utterances"] == 4 and sizes["train"]["minutes"] > 0
+    assert sizes["dev"] == study_mod.corpus_sizes(parent)["dev"]
     with pytest.raises(ValueError, match="fewer than"):
         study_mod.make_subset(parent, tmp_path / "big", 10_000)
 

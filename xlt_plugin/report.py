@@ -744,7 +744,7 @@ def _setup_section(study: Study) -> list[str]:
                 corpus["locale"],
                 what,
                 *(
-                    f"{sizes[s]['utterances']} / {sizes[s]['minutes']}"
+                    f"{sizes[s]['utterances']} / {_fmt(sizes[s]['minutes'])}"
                     for s in ("train", "dev", "test")
                 ),
             ]

@@ -501,6 +501,8 @@ def make_subset(parent: Path, out: Path, train_utterances: int) -> Path:
         (tmp / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     validated = rows["train"] + rows["dev"][1:] + rows["test"][1:]
     (tmp / "validated.tsv").write_text("\n".join(validated) + "\n", encoding="utf-8")
+    if (parent / "clip_durations.tsv").exists():  # the same clips, so the same list
+        shutil.copy2(parent / "clip_durations.tsv", tmp / "clip_durations.tsv")
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
@@ -669,7 +671,10 @@ def write_manifest(profile: Profile, folders: dict, out: Path) -> Path:
 
 
 def corpus_sizes(folder: Path) -> dict:
-    """Utterances and hours per split of a Common Voice-layout folder."""
+    """Utterances and minutes per split of a Common Voice-layout folder.
+
+    Minutes are None when ``clip_durations.tsv`` misses a clip of the split.
+    """
     durations = {}
     path = folder / "clip_durations.tsv"
     if path.exists():
@@ -680,8 +685,9 @@ def corpus_sizes(folder: Path) -> dict:
     for split in ("train", "dev", "test"):
         with open(folder / f"{split}.tsv", encoding="utf-8") as f:
             rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-        seconds = sum(durations.get(r["path"], 0.0) for r in rows)
-        sizes[split] = {"utterances": len(rows), "minutes": round(seconds / 60, 1)}
+        known = [durations[r["path"]] for r in rows if r["path"] in durations]
+        minutes = round(sum(known) / 60, 1) if len(known) == len(rows) else None
+        sizes[split] = {"utterances": len(rows), "minutes": minutes}
     return sizes
 
 
