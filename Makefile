@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The stamp depends on the install inputs, so editing them re-runs setup.
 STAMP := $(VENV)/.xlt-installed
 
-.PHONY: setup demo test study lint clean
+.PHONY: setup demo test test-fast study lint clean
 
 setup: $(STAMP)
 
@@ -17,18 +17,22 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 
 # The main job on the embedded corpus (2 CPU cores, within 30 minutes).
 demo: setup
-	$(BIN)/python -m xlt_plugin.study --profile demo --out results/study
+	$(BIN)/xlt study --profile demo --out results/study
 
 # The full study: every table, hours on 2 CPU cores (or a GPU); resumable.
 # `make study SEEDS=3` adds seeds 2 and 3 to the transfers (finished runs are kept).
 SEEDS ?= 1
 study: setup
-	$(BIN)/python -m xlt_plugin.study --profile full --seeds $(SEEDS) \
+	$(BIN)/xlt study --profile full --seeds $(SEEDS) \
 		--out results/study-full
 
 # Lint first (seconds), then the suite; pytest's exit 5 (no tests) fails like any.
 test: setup lint
 	$(BIN)/python -m pytest -q
+
+# Unit tests and doctests only (no training runs): a couple of minutes.
+test-fast: setup lint
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check xlt_plugin tests recipes benchmarks

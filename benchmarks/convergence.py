@@ -2,7 +2,7 @@
 
 For each task of a study folder (``xlt study``: ``study.json`` and
 ``runs/<name>/metrics.jsonl``) that has a from-scratch run and transfer runs on
-the same data and seed, prints ``xlt_plugin.report.convergence_ratio``: the
+the same data and seed, prints ``xlt_plugin.study.report.convergence_ratio``: the
 epochs a transfer run needs to reach the scratch run's best dev CER, divided by
 the epochs the scratch run needed (below 1: transfer converges sooner; "never":
 it did not get there). The same ratio in training seconds (the runs' own
@@ -28,7 +28,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from xlt_plugin.report import Study, convergence_ratio, valid_curve
+from xlt_plugin.study.report import Study, convergence_ratio, valid_curve
 
 
 def write_fixture(folder: Path, epochs: int = 8) -> Path:

@@ -38,7 +38,7 @@ import soundfile as sf
 from overhead import machine_line
 
 from xlt_plugin.data.commonvoice import prepare_common_voice
-from xlt_plugin.data.synth import synthesize_corpus
+from xlt_plugin.synth.corpus import synthesize_corpus
 
 #: A 100k-row release prepared within 10 minutes on 2 cores. Issue 8 gives no
 #: rows/s target; this is ours.

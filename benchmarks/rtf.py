@@ -34,12 +34,12 @@ import time
 import numpy as np
 import torch
 
-from xlt_plugin.data.texts import SentenceGenerator
-from xlt_plugin.lm import estimate_kneser_ney
+from xlt_plugin.decode.lm import estimate_kneser_ney
+from xlt_plugin.decode.transcribe import CTCDecoder
 from xlt_plugin.lobes.quartznet import QuartzNet
 from xlt_plugin.pretrained import PretrainedCTC, load_pretrained
+from xlt_plugin.synth.texts import SentenceGenerator
 from xlt_plugin.tokens import normalize_text
-from xlt_plugin.transcribe import CTCDecoder
 
 SAMPLE_RATE = 16000
 ENGLISH = ["<blank>", " ", "'", *"abcdefghijklmnopqrstuvwxyz"]

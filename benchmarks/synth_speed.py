@@ -13,8 +13,8 @@ import os
 import tempfile
 import time
 
-from xlt_plugin.data.synth import synthesize_corpus
-from xlt_plugin.data.texts import build_vocabulary
+from xlt_plugin.synth.corpus import synthesize_corpus
+from xlt_plugin.synth.texts import build_vocabulary
 
 
 def measure(locale: str, utterances: int, jobs: int, root: str) -> tuple[float, float]:

@@ -1,6 +1,7 @@
 """Shared fixtures: tiny synthetic corpora in Common Voice layout, made once."""
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +13,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 @pytest.fixture(scope="session")
 def corpora(tmp_path_factory):
     """Return a function ``make(locale, utterances=12, **kw)`` caching corpora."""
-    from xlt_plugin.data.synth import synthesize_corpus
+    from xlt_plugin.synth.corpus import synthesize_corpus
 
     root = tmp_path_factory.mktemp("corpora")
     made = {}
@@ -28,7 +29,7 @@ def corpora(tmp_path_factory):
     return make
 
 
-REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[1]
 EN_BASE_YAML = REPO / "recipes" / "EnglishBase" / "hparams" / "quartznet_small.yaml"
 
 
@@ -66,3 +67,11 @@ def en_base(corpora, tmp_path_factory):
         ]
     )
     return out
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark everything under ``tests/recipes/`` slow (end-to-end training runs)."""
+    recipes = REPO / "tests" / "recipes"
+    for item in items:
+        if recipes in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.slow)

@@ -30,9 +30,9 @@ _PUBLIC = {
     "transfer_weights": "xlt_plugin.pretrained",
     "CTCTransferBrain": "xlt_plugin.brain",
     "prepare_common_voice": "xlt_plugin.data.commonvoice",
-    "synthesize_corpus": "xlt_plugin.data.synth",
-    "transcribe_files": "xlt_plugin.transcribe",
-    "export_run": "xlt_plugin.export",
+    "synthesize_corpus": "xlt_plugin.synth.corpus",
+    "transcribe_files": "xlt_plugin.decode.transcribe",
+    "export_run": "xlt_plugin.export.hub",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -54,7 +54,7 @@ def command(name: str, help: str) -> Callable:
 
 @command("synth", help="write an espeak-ng speech corpus in Common Voice layout")
 def synth(parser: argparse.ArgumentParser) -> Runner:
-    """``xlt synth``: the embedded corpus (see ``xlt_plugin.data.synth``)."""
+    """``xlt synth``: the embedded corpus (see ``xlt_plugin.synth.corpus``)."""
     parser.description = (
         "Synthesize speech with espeak-ng and write it exactly like a Common Voice "
         "release: DIR/clips/*.mp3 (16 kHz mono) and train/dev/test/validated.tsv "
@@ -125,8 +125,8 @@ def synth(parser: argparse.ArgumentParser) -> Runner:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
     def run(args: argparse.Namespace) -> int:
-        from xlt_plugin.data.espeak import EspeakError
-        from xlt_plugin.data.synth import SynthError, synthesize_corpus
+        from xlt_plugin.synth.corpus import SynthError, synthesize_corpus
+        from xlt_plugin.synth.espeak import EspeakError
 
         try:
             info = synthesize_corpus(
@@ -162,7 +162,7 @@ def synth(parser: argparse.ArgumentParser) -> Runner:
 
 @command("export", help="export a recipe run as an EncoderASR folder + model card")
 def export(parser: argparse.ArgumentParser) -> Runner:
-    """``xlt export``: best checkpoint -> hub layout (see ``xlt_plugin.export``)."""
+    """``xlt export``: best checkpoint -> hub layout (see ``xlt_plugin.export.hub``)."""
     parser.description = (
         "Write the best checkpoint (lowest valid CER) of a recipe run as a folder "
         "that SpeechBrain's EncoderASR.from_hparams(source=DIR) loads, with a "
@@ -193,7 +193,7 @@ def export(parser: argparse.ArgumentParser) -> Runner:
     )
 
     def run(args: argparse.Namespace) -> int:
-        from xlt_plugin.export import ExportError, export_run
+        from xlt_plugin.export.hub import ExportError, export_run
 
         synthetic = {"auto": None, "synthetic": True, "recorded": False}
         try:
@@ -255,8 +255,8 @@ def transcribe(parser: argparse.ArgumentParser) -> Runner:
     )
 
     def run(args: argparse.Namespace) -> int:
-        from xlt_plugin.lm import ArpaError
-        from xlt_plugin.transcribe import Transcriber
+        from xlt_plugin.decode.lm import ArpaError
+        from xlt_plugin.decode.transcribe import Transcriber
 
         hotwords = [w for w in (args.hotwords or "").split(",") if w.strip()]
         beam = args.beam
@@ -309,7 +309,7 @@ def lm(parser: argparse.ArgumentParser) -> Runner:
     )
 
     def run(args: argparse.Namespace) -> int:
-        from xlt_plugin.lm import build_arpa
+        from xlt_plugin.decode.lm import build_arpa
 
         if args.order < 1:
             raise CommandError(f"--order must be at least 1, got {args.order}")
@@ -365,7 +365,7 @@ def manifest(parser: argparse.ArgumentParser) -> Runner:
 @command("study", help="run the transfer study (make demo / make study) and report")
 def study(parser: argparse.ArgumentParser) -> Runner:
     """``xlt study``: corpora, bases, transfers, baselines, then REPORT.md."""
-    from xlt_plugin.study import PROFILES
+    from xlt_plugin.study.runner import PROFILES
 
     parser.description = (
         "Synthesize the corpora, pretrain the bases, run every transfer and its "
@@ -379,7 +379,7 @@ def study(parser: argparse.ArgumentParser) -> Runner:
     parser.add_argument("--seeds", type=int, default=1, help="seeds (full profile)")
 
     def run(args: argparse.Namespace) -> int:
-        from xlt_plugin.study import run_study
+        from xlt_plugin.study.runner import run_study
 
         run_study(args.profile, args.out, args.jobs, args.threads, args.seeds)
         return 0
@@ -398,7 +398,7 @@ def report(parser: argparse.ArgumentParser) -> Runner:
     parser.add_argument("--out", metavar="DIR", help="report folder (run folders)")
 
     def run(args: argparse.Namespace) -> int:
-        from xlt_plugin.report import write_report, write_run_report
+        from xlt_plugin.study.report import write_report, write_run_report
 
         folders = [Path(r) for r in args.runs]
         missing = [str(f) for f in folders if not f.is_dir()]

@@ -263,7 +263,7 @@ def fit_and_test(brain: CTCTransferBrain, datasets: dict, hparams: dict) -> dict
 
 
 def _has_zero_shot_lines(brain: CTCTransferBrain) -> bool:
-    from xlt_plugin.report import read_metrics, zero_shot_tests
+    from xlt_plugin.study.report import read_metrics, zero_shot_tests
 
     if brain.metrics_path is None:
         return False

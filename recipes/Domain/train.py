@@ -27,9 +27,9 @@ from xlt_plugin.recipe import (
 
 def test_with_domain_lm(brain, datasets, hparams):
     """Build the domain LM from the training transcripts; re-test with it."""
-    from xlt_plugin.lm import build_arpa
+    from xlt_plugin.decode.lm import build_arpa
+    from xlt_plugin.decode.transcribe import CTCDecoder, evaluate_decoder
     from xlt_plugin.tokens import load_tokens
-    from xlt_plugin.transcribe import CTCDecoder, evaluate_decoder
 
     if not sb.utils.distributed.if_main_process():
         return {}

@@ -25,7 +25,7 @@ import os
 import random
 from pathlib import Path
 
-from xlt_plugin.data.synth import CV_COLUMNS
+from xlt_plugin.synth.corpus import CV_COLUMNS
 
 ALIASES = {
     "path": ("path", "file", "audio", "wav", "audio_filepath"),

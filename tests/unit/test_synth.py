@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from xlt_plugin.data import synth as synth_module
-from xlt_plugin.data.espeak import ESPEAK_SAMPLE_RATE, Espeak, EspeakError
-from xlt_plugin.data.synth import (
+from xlt_plugin.synth import corpus as synth_module
+from xlt_plugin.synth.corpus import (
     CV_COLUMNS,
     ENGLISH_ACCENTS,
     PolyphaseResampler,
     SynthError,
     synthesize_corpus,
 )
-from xlt_plugin.data.texts import (
+from xlt_plugin.synth.espeak import ESPEAK_SAMPLE_RATE, Espeak, EspeakError
+from xlt_plugin.synth.texts import (
     LANGUAGES,
     SentenceGenerator,
     domain_sentence,

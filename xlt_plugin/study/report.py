@@ -550,7 +550,7 @@ def _train_minutes(study: Study, data: str) -> float | None:
     corpus = study.manifest["corpora"].get(data)
     if not corpus:
         return None
-    from xlt_plugin.study import corpus_sizes
+    from xlt_plugin.study.runner import corpus_sizes
 
     try:
         return corpus_sizes(Path(corpus["folder"]))["train"]["minutes"]
@@ -728,7 +728,7 @@ def _forgetting_section(study: Study) -> list[str]:
 
 
 def _setup_section(study: Study) -> list[str]:
-    from xlt_plugin.study import corpus_sizes
+    from xlt_plugin.study.runner import corpus_sizes
 
     lines = ["## Setup", "", SYNTHETIC_NOTE, ""]
     rows = []
@@ -790,7 +790,7 @@ def write_report(study_dir: str | Path) -> Path:
     Arguments
     ---------
     study_dir : path
-        A folder written by :func:`xlt_plugin.study.run_study`.
+        A folder written by :func:`xlt_plugin.study.runner.run_study`.
 
     Returns
     -------

@@ -37,8 +37,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from xlt_plugin.data.espeak import ESPEAK_SAMPLE_RATE, Espeak, EspeakError
-from xlt_plugin.data.texts import (
+from xlt_plugin.synth.espeak import ESPEAK_SAMPLE_RATE, Espeak, EspeakError
+from xlt_plugin.synth.texts import (
     DOMAINS,
     LANGUAGES,
     SentenceGenerator,
@@ -643,7 +643,7 @@ def synthesize_corpus(
         ``overwrite``); written atomically through a temporary sibling.
     locale : str
         Common Voice locale (``"en"``, ``"es"``, ``"zh-HK"``; see
-        ``xlt_plugin.data.texts.supported_locales()``). With ``text_file``
+        ``xlt_plugin.synth.texts.supported_locales()``). With ``text_file``
         any locale code works, given ``voice``.
     utterances : int
         Total number of clips over train/dev/test (80/10/10), at least 3.

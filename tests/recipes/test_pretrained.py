@@ -62,7 +62,7 @@ def test_missing_paths_and_hub_ids_fail_clearly(tmp_path, monkeypatch):
 def test_nemo_checkpoint_loads_through_the_same_entry_point():
     from pathlib import Path
 
-    nemo = Path(__file__).parent / "fixtures" / "nemo" / "quartznet_tiny.nemo"
+    nemo = Path(__file__).parents[1] / "fixtures" / "nemo" / "quartznet_tiny.nemo"
     model = load_pretrained(nemo)
     assert model.tokens[-1] == "<blank>" and model.blank_index == len(model.tokens) - 1
     assert type(model.compute_features).__name__ == "NeMoFeaturizer"

@@ -442,7 +442,7 @@ def build_vocabulary(locale: str, size: int = 3000) -> tuple[str, ...]:
     if len(words) < min(size, 200):
         raise ValueError(
             f"wordfreq has only {len(words)} clean words for {locale!r}; "
-            "check its letter set in xlt_plugin.data.texts.LANGUAGES"
+            "check its letter set in xlt_plugin.synth.texts.LANGUAGES"
         )
     return tuple(words)
 

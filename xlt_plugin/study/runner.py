@@ -26,7 +26,7 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RECIPES = REPO / "recipes"
 
 BASE_ACCENTS = "us,england,rp,nyc,lancashire,west_midlands"
@@ -434,7 +434,7 @@ def make_corpora(profile: Profile, data_dir: Path, jobs: int = 2) -> dict:
     A reused folder made by another definition of its corpus stops the study
     with the differences (see :func:`definition_mismatch`).
     """
-    from xlt_plugin.data.synth import synthesize_corpus
+    from xlt_plugin.synth.corpus import synthesize_corpus
 
     folders = {}
     for corpus in profile.corpora:
@@ -646,7 +646,7 @@ def execute(
 
 
 def _summary(folder: Path) -> str:
-    from xlt_plugin.report import final_tests, read_metrics
+    from xlt_plugin.study.report import final_tests, read_metrics
 
     tests = list(final_tests(read_metrics(folder)).values())
     cer = sum(r["CER"] for r in tests) / len(tests)
@@ -720,7 +720,7 @@ def run_study(
     -------
     Path
     """
-    from xlt_plugin.report import write_report
+    from xlt_plugin.study.report import write_report
 
     if profile_name not in PROFILES:
         raise ValueError(f"Unknown profile {profile_name!r}; use {sorted(PROFILES)}")
@@ -747,7 +747,7 @@ def run_study(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m xlt_plugin.study [--profile demo] [--out results/study]``."""
+    """``python -m xlt_plugin.study.runner [--profile demo] [--out results/study]``."""
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

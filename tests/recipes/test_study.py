@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from xlt_plugin import study as study_mod
-from xlt_plugin.report import convergence_ratio, final_tests, read_metrics
+from xlt_plugin.study import runner as study_mod
+from xlt_plugin.study.report import convergence_ratio, final_tests, read_metrics
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,8 @@ import torchaudio
 
 from xlt_plugin.cli import main
 from xlt_plugin.data.pipeline import load_audio
-from xlt_plugin.lm import estimate_kneser_ney
-from xlt_plugin.pretrained import load_pretrained
-from xlt_plugin.transcribe import (
+from xlt_plugin.decode.lm import estimate_kneser_ney
+from xlt_plugin.decode.transcribe import (
     CTCDecoder,
     FusionScorer,
     Transcriber,
@@ -19,6 +18,7 @@ from xlt_plugin.transcribe import (
     greedy_decode,
     transcribe_files,
 )
+from xlt_plugin.pretrained import load_pretrained
 
 RATE = 16000
 

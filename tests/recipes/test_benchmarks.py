@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 RESULT = re.compile(r"^RESULT (\w+): (\S+) \(target ([^)]+)\)$")
 
 
@@ -116,7 +116,7 @@ def test_convergence_reads_a_study_folder(run_script, tmp_path):
         from convergence import write_fixture
     finally:
         sys.path.remove(str(BENCHMARKS))
-    from xlt_plugin.report import convergence_ratio, read_metrics, valid_curve
+    from xlt_plugin.study.report import convergence_ratio, read_metrics, valid_curve
 
     write_fixture(tmp_path)
     # A transfer that never reaches scratch's best: a flat, high curve.

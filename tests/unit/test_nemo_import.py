@@ -28,7 +28,7 @@ from xlt_plugin.nemo import (
     read_nemo_config,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures" / "nemo"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "nemo"
 MODELS = ("quartznet_tiny", "jasper_tiny")
 LABELS = [" "] + list("abcdefghijklmnopqrstuvwxyz") + ["'"]
 # Our log-mel vs NeMo's, before normalisation: measured 0.0 (bit-identical) with

@@ -11,7 +11,8 @@ from conftest import REPO, run_recipe
 
 from xlt_plugin.cli import main
 from xlt_plugin.data.pipeline import load_audio
-from xlt_plugin.export import (
+from xlt_plugin.decode.transcribe import transcribe_files
+from xlt_plugin.export.hub import (
     ExportError,
     collect_test_results,
     detect_synthetic,
@@ -19,7 +20,6 @@ from xlt_plugin.export import (
     find_best_checkpoint,
 )
 from xlt_plugin.pretrained import load_pretrained
-from xlt_plugin.transcribe import transcribe_files
 
 ES_XFER = REPO / "recipes" / "CommonVoice" / "hparams" / "es_xfer.yaml"
 DEBUG = ["--debug", "--debug_batches=2", "--debug_epochs=1", "--noprogressbar"]

@@ -259,12 +259,12 @@ def _synthetic_client_ids(locale: str, accent: str, gender: str) -> set[str]:
     """Every client id ``xlt synth`` can give a speaker of this locale/accent/gender.
 
     A synthetic speaker's id is a hash of its espeak-ng parameters
-    (``xlt_plugin.data.synth.Speaker``); the ranges below are those the
+    (``xlt_plugin.synth.corpus.Speaker``); the ranges below are those the
     synthesiser draws from (rate 140-200 wpm by 5, pitch by 2, range by 5, word
     gap 0-2).
     """
-    from xlt_plugin.data import synth
-    from xlt_plugin.data.texts import LANGUAGES
+    from xlt_plugin.synth import corpus as synth
+    from xlt_plugin.synth.texts import LANGUAGES
 
     voices = [
         a.voice for a in synth.ACCENTS.get(locale, {}).values() if a.label == accent

@@ -12,8 +12,7 @@ import pytest
 from conftest import REPO
 
 from xlt_plugin.cli import main
-from xlt_plugin.data.texts import SentenceGenerator, domain_sentence
-from xlt_plugin.lm import (
+from xlt_plugin.decode.lm import (
     BOS,
     EOS,
     UNK,
@@ -23,6 +22,7 @@ from xlt_plugin.lm import (
     estimate_kneser_ney,
     read_sentences,
 )
+from xlt_plugin.synth.texts import SentenceGenerator, domain_sentence
 from xlt_plugin.tokens import normalize_text
 
 

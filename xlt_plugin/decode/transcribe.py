@@ -5,7 +5,7 @@ Decoding
     dropped): exactly what training reports and what SpeechBrain's
     ``EncoderASR`` returns. ``beam > 1`` runs SpeechBrain's
     ``CTCPrefixBeamSearcher``, which sums the probability of every alignment of
-    a prefix. A word n-gram model (an ARPA file, see :mod:`xlt_plugin.lm`) is
+    a prefix. A word n-gram model (an ARPA file, see :mod:`xlt_plugin.decode.lm`) is
     fused into the beam's scores (shallow fusion: ``lm_weight`` times the LM's
     natural-log probability plus ``word_bonus`` per word, pyctcdecode's alpha and
     beta). The scorer here (:class:`FusionScorer`) reads the ARPA file in pure
@@ -99,7 +99,7 @@ def greedy_decode(
 
 # ------------------------------------------------------------------ LM fusion
 class _ArpaBackend:
-    """Word scores from an :class:`xlt_plugin.lm.ArpaLM` (pure Python)."""
+    """Word scores from an :class:`xlt_plugin.decode.lm.ArpaLM` (pure Python)."""
 
     def __init__(self, lm):
         self.lm = lm
@@ -165,7 +165,7 @@ def _arpa_unigrams(path: str) -> set[str]:
 
 
 def _load_backend(lm: Any, backend: str):
-    from xlt_plugin.lm import ArpaLM
+    from xlt_plugin.decode.lm import ArpaLM
 
     if isinstance(lm, ArpaLM):
         return _ArpaBackend(lm)
@@ -211,7 +211,7 @@ class FusionScorer:
     Arguments
     ---------
     lm : path, ArpaLM or None
-        An ARPA file (or KenLM binary), a loaded :class:`xlt_plugin.lm.ArpaLM`,
+        An ARPA file (or KenLM binary), a loaded :class:`xlt_plugin.decode.lm.ArpaLM`,
         or None (hotwords only).
     lm_weight : float
         Weight of the LM log-probability (alpha).
@@ -228,7 +228,7 @@ class FusionScorer:
 
     Example
     -------
-    >>> from xlt_plugin.lm import estimate_kneser_ney
+    >>> from xlt_plugin.decode.lm import estimate_kneser_ney
     >>> lm = estimate_kneser_ney(["the heart rate", "the heart beat"], order=2)
     >>> scorer = FusionScorer(lm, lm_weight=1.0, word_bonus=0.0)
     >>> state = scorer.get_start_state()
