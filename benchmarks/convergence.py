@@ -28,7 +28,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from xlt_plugin.study.report import Study, convergence_ratio, valid_curve
+from xlt_plugin.runs import valid_curve
+from xlt_plugin.study.report import Study, convergence_ratio
 
 
 def write_fixture(folder: Path, epochs: int = 8) -> Path:

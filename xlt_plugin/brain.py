@@ -1,11 +1,11 @@
 """``CTCTransferBrain``: the one SpeechBrain ``Brain`` every recipe uses.
 
 Features -> normalisation -> (augmentation) -> encoder -> CTC head -> CTC loss, with
-greedy decoding, CER/WER through SpeechBrain's ``ErrorRateStats``, checkpoints through
-its ``Checkpointer``, plus what transfer needs: start from a pretrained model with a
-remapped head, staged unfreezing, layer-wise learning rates, a warmup + cosine
-schedule that keeps per-group ratios, a guard against non-finite losses, and a
-``metrics.jsonl`` line per epoch and stage.
+greedy decoding, CER/WER through :mod:`xlt_plugin.scoring`, checkpoints through
+SpeechBrain's ``Checkpointer``, plus what transfer needs: start from a pretrained
+model with a remapped head, staged unfreezing, layer-wise learning rates, a
+warmup + cosine schedule that keeps per-group ratios, a guard against non-finite
+losses, and a ``metrics.jsonl`` line per epoch and stage (:mod:`xlt_plugin.runs`).
 
 Reliability: a killed run resumes exactly (``xlt_plugin/resume.py``); a batch with
 a non-finite loss is skipped without touching the weights or the BatchNorm
@@ -14,24 +14,27 @@ statistics; an out-of-memory batch stops the run with the settings to lower.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import math
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import speechbrain as sb
 import torch
 from speechbrain.utils.distributed import if_main_process, run_on_main
-from speechbrain.utils.metric_stats import ErrorRateStats
 
+from xlt_plugin.freeze import LayerwiseOptimizer, set_frozen_batchnorm_eval
 from xlt_plugin.resume import (
     RandomStates,
     RunClock,
     set_aside_broken_checkpoints,
 )
+from xlt_plugin.runs import BEST_KEY, append_metrics, metrics_path, trim_metrics
+from xlt_plugin.scoring import ErrorRates
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +77,106 @@ class WarmupCosine:
         return self.final_ratio + (1.0 - self.final_ratio) * cosine
 
 
+@dataclasses.dataclass
+class TransferSettings:
+    """The recipe-YAML keys ``CTCTransferBrain`` reads, with their defaults.
+
+    Read once, when the Brain is built (:meth:`from_hparams`); the Brain reads
+    ``self.settings``, never ``hparams`` with a default of its own. A key missing
+    from the YAML takes the default below; a required one (no default) missing
+    is an error naming it. A misspelt command-line override is refused before
+    this (``--number_of_epoch is not a key``, :func:`xlt_plugin.recipe.load_recipe`).
+
+    ======================  ===============  ===========================================
+    key                     default          meaning
+    ======================  ===============  ===========================================
+    ``lr``                  required         peak lr of the top layer
+    ``number_of_epochs``    required         epochs of the run (for the lr schedule)
+    ``blank_index``         required         CTC blank token id
+    ``warmup_ratio``        0.1              fraction of the steps spent warming up
+    ``final_lr_ratio``      0.01             lr factor reached at the end (cosine)
+    ``lr_decay``            1.0              layer-wise lr factor per layer, top-down
+    ``unfreezing``          None             a ``xlt_plugin.freeze.StagedUnfreezing``
+    ``augmentation``        None             applied to the features in training
+    ``pretrained_path``     None             start from this model (remapped head)
+    ``remap_strategy``      ``"exact"``      see ``xlt_plugin/remap.py``
+    ``output_folder``       None             where ``metrics.jsonl`` is written
+    ``save_folder``         None             where the pretrained files are kept
+    ``train_logger``        None             SpeechBrain train logger
+    ``cer_computer``        None             CER stats class (None: ErrorRateStats)
+    ``error_rate_computer`` None             WER stats class (None: ErrorRateStats)
+    ``ckpt_keep``           1                best checkpoints kept
+    ``test_wer_file``       None             per-utterance WER report of the test
+    ``sample_rate``         16000            for the out-of-memory message
+    ``hop_length``          10               ms per feature frame (same)
+    ======================  ===============  ===========================================
+
+    Objects the Brain calls on every batch or epoch are read from ``hparams``
+    where used, like its ``modules``: ``compute_features`` (required unless the
+    batches carry cached ``feats``) and ``epoch_counter`` (required for
+    training).
+
+    Example
+    -------
+    >>> s = TransferSettings.from_hparams({"lr": 0.1, "number_of_epochs": 2,
+    ...                                    "blank_index": 0, "lr_decay": 0.8})
+    >>> s.lr_decay, s.warmup_ratio
+    (0.8, 0.1)
+    >>> TransferSettings.from_hparams({"lr": 0.1})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+     ...
+    ValueError: CTCTransferBrain needs these keys in the recipe YAML: ...
+    """
+
+    lr: float
+    number_of_epochs: int
+    blank_index: int
+    warmup_ratio: float = 0.1
+    final_lr_ratio: float = 0.01
+    lr_decay: float = 1.0
+    unfreezing: Any = None
+    augmentation: Any = None
+    pretrained_path: Any = None
+    remap_strategy: str = "exact"
+    output_folder: Any = None
+    save_folder: Any = None
+    train_logger: Any = None
+    cer_computer: Any = None
+    error_rate_computer: Any = None
+    ckpt_keep: int = 1
+    test_wer_file: Any = None
+    sample_rate: int = 16000
+    hop_length: float = 10
+
+    @classmethod
+    def from_hparams(cls, hparams) -> TransferSettings:
+        """Reads the keys from a hparams dict or namespace (others are ignored).
+
+        Arguments
+        ---------
+        hparams : dict or SimpleNamespace
+            The loaded recipe YAML (``Brain.hparams``).
+
+        Returns
+        -------
+        TransferSettings
+        """
+        if not isinstance(hparams, Mapping):
+            hparams = vars(hparams) if hparams is not None else {}
+        fields = dataclasses.fields(cls)
+        missing = [
+            f.name
+            for f in fields
+            if f.default is dataclasses.MISSING and f.name not in hparams
+        ]
+        if missing:
+            raise ValueError(
+                "CTCTransferBrain needs these keys in the recipe YAML: "
+                f"{', '.join(missing)}."
+            )
+        return cls(**{f.name: hparams[f.name] for f in fields if f.name in hparams})
+
+
 class CTCTransferBrain(sb.Brain):
     """A CTC ASR ``Brain`` for training from scratch or from a pretrained model.
 
@@ -81,12 +184,15 @@ class CTCTransferBrain(sb.Brain):
     relative lengths), ``head`` (a Linear to the token inventory), optional
     ``normalize`` (``InputNormalization``).
 
-    Hparams read (all from the recipe YAML): ``compute_features``, ``blank_index``,
-    ``number_of_epochs``, ``lr``; optional: ``augmentation`` (applied to features in
-    training), ``warmup_ratio`` (0.1), ``final_lr_ratio`` (0.01), ``lr_decay``
-    (layer-wise decay, 1.0 = off), ``unfreezing`` (a
-    ``xlt_plugin.freeze.StagedUnfreezing``), ``pretrained_path`` with
-    ``remap_strategy``, ``output_folder``, ``train_logger``.
+    Hparams read: the keys of :class:`TransferSettings` (the table of them and
+    their defaults), read once into ``self.settings``, plus ``compute_features``
+    and ``epoch_counter``.
+
+    Freezing, staged unfreezing and layer-wise lrs go through the same machinery
+    any SpeechBrain ``Brain`` can use from YAML: ``opt_class`` is wrapped in a
+    ``xlt_plugin.freeze.LayerwiseOptimizer`` (unless it is one already) with
+    ``lr``, ``lr_decay`` and ``unfreezing``, and the schedule is applied at each
+    epoch start (as ``xlt_plugin.freeze.UnfreezingEpochCounter`` does).
 
     Arguments
     ---------
@@ -98,6 +204,21 @@ class CTCTransferBrain(sb.Brain):
 
     def __init__(self, *args, tokenizer=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.settings = TransferSettings.from_hparams(getattr(self, "hparams", None))
+        settings = self.settings
+        if self.opt_class is not None and not isinstance(
+            self.opt_class, LayerwiseOptimizer
+        ):
+            self.opt_class = LayerwiseOptimizer(
+                self.opt_class,
+                self.modules,
+                lr=settings.lr,
+                decay=settings.lr_decay,
+                unfreezing=settings.unfreezing,
+            )
+        if settings.unfreezing is not None and settings.unfreezing.frozen:
+            # DDP must tolerate the parameters a schedule keeps without gradients.
+            self.find_unused_parameters = True
         self.tokenizer = tokenizer
         self.clock = RunClock()
         self.random_states = RandomStates()
@@ -114,8 +235,8 @@ class CTCTransferBrain(sb.Brain):
             self.checkpointer.add_recoverable(
                 "random_states", self.random_states, optional_load=True
             )
-        folder = getattr(self.hparams, "output_folder", None)
-        self.metrics_path = Path(folder) / "metrics.jsonl" if folder else None
+        folder = settings.output_folder
+        self.metrics_path = metrics_path(folder) if folder else None
 
     @property
     def nonfinite_skipped(self) -> int:
@@ -137,7 +258,7 @@ class CTCTransferBrain(sb.Brain):
             feats = self.hparams.compute_features(wavs)
         if "normalize" in self.modules:
             feats = self.modules.normalize(feats, wav_lens)
-        augment = getattr(self.hparams, "augmentation", None)
+        augment = self.settings.augmentation
         if stage == sb.Stage.TRAIN and augment is not None:
             feats = augment(feats)
         encoded = self.modules.encoder(feats, wav_lens)
@@ -149,19 +270,14 @@ class CTCTransferBrain(sb.Brain):
         log_probs, wav_lens = predictions
         tokens, token_lens = batch.tokens
         loss = sb.nnet.losses.ctc_loss(
-            log_probs, tokens, wav_lens, token_lens, self.hparams.blank_index
+            log_probs, tokens, wav_lens, token_lens, self.settings.blank_index
         )
         if stage != sb.Stage.TRAIN:
             hyps = sb.decoders.ctc_greedy_decode(
-                log_probs, wav_lens, blank_id=self.hparams.blank_index
+                log_probs, wav_lens, blank_id=self.settings.blank_index
             )
             predicted = [self.decode(seq) for seq in hyps]
-            self.cer_metric.append(
-                batch.id, [list(p) for p in predicted], [list(t) for t in batch.wrd]
-            )
-            self.wer_metric.append(
-                batch.id, [p.split() for p in predicted], [t.split() for t in batch.wrd]
-            )
+            self.scores.append(batch.id, predicted, batch.wrd)
         return loss
 
     def decode(self, token_ids) -> str:
@@ -171,6 +287,10 @@ class CTCTransferBrain(sb.Brain):
     # --------------------------------------------------------------- training
     def fit_batch(self, batch):
         """One step; a non-finite loss is skipped and counted, not applied.
+
+        Overridden: SpeechBrain's ``check_loss_isfinite`` hook can only count or
+        raise, after the forward pass has moved the BatchNorm statistics and
+        with ``backward`` still to come; skipping cleanly needs the whole step.
 
         A skipped batch changes nothing: not the weights, not the optimizer, not
         the BatchNorm running statistics its forward pass updated. Under DDP the
@@ -202,7 +322,10 @@ class CTCTransferBrain(sb.Brain):
         return loss.detach().cpu()
 
     def evaluate_batch(self, batch, stage):
-        """As SpeechBrain's; running out of memory names the settings to lower."""
+        """As SpeechBrain's; running out of memory names the settings to lower.
+
+        Overridden only to translate the error (no hook sees it).
+        """
         try:
             return super().evaluate_batch(batch, stage)
         except RuntimeError as err:
@@ -244,7 +367,7 @@ class CTCTransferBrain(sb.Brain):
             return
         ids = [str(i) for i in getattr(batch, "id", [])]
         shown = ", ".join(ids[:3]) + (", ..." if len(ids) > 3 else "")
-        longest = _longest_seconds(batch, self.hparams)
+        longest = _longest_seconds(batch, self.settings)
         size = f"{len(ids)} clips ({shown})"
         if longest is not None:
             size += f", the longest {longest:.1f} s"
@@ -264,10 +387,10 @@ class CTCTransferBrain(sb.Brain):
         ) from err
 
     def optimizers_step(self):
-        """Unscale, clip the gradient norm over ALL groups, step, schedule.
+        """Unscale, clip the gradient norm over ALL groups, step.
 
-        SpeechBrain's default clips only the first parameter group, which would
-        leave layer-wise groups unclipped.
+        Overridden: SpeechBrain's default clips only the first parameter group,
+        which would leave layer-wise groups unclipped.
         """
         self.scaler.unscale_(self.optimizer)
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
@@ -276,67 +399,75 @@ class CTCTransferBrain(sb.Brain):
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.optimizer_step += 1
-        self.lr_scheduler.step()
+
+    def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        """Advances the lr schedule once per optimizer step."""
+        if should_step:
+            self.lr_scheduler.step()
 
     def make_dataloader(self, dataset, stage, *args, **kwargs):
-        """As SpeechBrain's; remembers the training steps per epoch for the lr."""
+        """As SpeechBrain's; remembers the training steps per epoch for the lr.
+
+        Overridden: the schedule's length is known only once the training
+        loader exists, and no hook sees it before ``init_optimizers``.
+        """
         loader = super().make_dataloader(dataset, stage, *args, **kwargs)
         if stage == sb.Stage.TRAIN:
             self.steps_per_epoch = len(loader)
         return loader
 
     def init_optimizers(self):
-        """Optimizer over layer-wise parameter groups, and the lr schedule.
+        """SpeechBrain's optimizer, then the lr schedule and the checkpoint check.
 
-        Parameters frozen for the whole run are left out; those unfrozen at a later
-        stage are in, and cost nothing until they get gradients.
+        Overridden (SpeechBrain's hook for more than one optimizer-like object):
+        ``super()`` builds the optimizer through ``opt_class``, a
+        :class:`~xlt_plugin.freeze.LayerwiseOptimizer` (layer-wise groups;
+        parameters frozen for the whole run left out, those unfrozen at a later
+        stage in, costing nothing until they get gradients). Then the warmup +
+        cosine schedule, whose length needs the steps per epoch. Last, before
+        ``on_fit_start`` recovers, checkpoint folders a killed run left
+        half-written are set aside: here, because the check must see the
+        recoverables added just now.
         """
-        from xlt_plugin.freeze import layerwise_param_groups
-
-        unfreezing = getattr(self.hparams, "unfreezing", None)
-        exclude = True  # without a schedule: what is frozen now stays frozen
-        if unfreezing is not None:
-            unfreezing.apply(self.modules, epoch=1)
-            exclude = unfreezing.always_frozen(self.modules)
-        groups = layerwise_param_groups(
-            self.modules,
-            lr=self.hparams.lr,
-            decay=getattr(self.hparams, "lr_decay", 1.0),
-            exclude_frozen=exclude,
-        )
-        self.optimizer = self.opt_class(groups)
-        self.optimizers_dict = {"opt_class": self.optimizer}
-        epochs = self.hparams.number_of_epochs
+        super().init_optimizers()
+        if self.opt_class is None:
+            return
+        settings = self.settings
+        if settings.unfreezing is not None:
+            # Epoch 1's state until the first epoch starts (e.g. for a test of
+            # a finished run); after the optimizer, which needs no frozen state.
+            settings.unfreezing.apply(self.modules, epoch=1)
+        epochs = settings.number_of_epochs
         steps = (self.steps_per_epoch or 1) * epochs // self.grad_accumulation_factor
         self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
             WarmupCosine(
                 steps,
-                warmup_ratio=getattr(self.hparams, "warmup_ratio", 0.1),
-                final_ratio=getattr(self.hparams, "final_lr_ratio", 0.01),
+                warmup_ratio=settings.warmup_ratio,
+                final_ratio=settings.final_lr_ratio,
             ),
         )
         if self.checkpointer is not None:
-            self.checkpointer.add_recoverable("optimizer", self.optimizer)
             self.checkpointer.add_recoverable("lr_scheduler", self.lr_scheduler)
+            self._set_aside_broken_checkpoints()
 
     def on_fit_start(self):
         """Start from the pretrained model (if any), then resume if possible.
 
-        Checkpoint folders a killed run left half-written are set aside first,
-        so the newest whole checkpoint is the one resumed from.
+        Checkpoint folders a killed run left half-written are set aside first
+        (in :meth:`init_optimizers`), so the newest whole checkpoint is the one
+        resumed from. Overridden (SpeechBrain's hook) to load the pretrained
+        weights before the optimizer exists, and to trim ``metrics.jsonl``
+        after recovery.
         """
-        pretrained = getattr(self.hparams, "pretrained_path", None)
-        if pretrained:
-            self.transfer_from(pretrained)
-        # SpeechBrain's on_fit_start, with the check between the optimizer's
-        # creation (it adds recoverables that the check must see) and recovery.
-        self._compile()
-        self._wrap_distributed()
-        self.init_optimizers()
-        if self.checkpointer is not None:
-            self._set_aside_broken_checkpoints()
-            self.checkpointer.recover_if_possible()
+        # The pretrained model, unless a checkpoint is there to resume from: a
+        # resumed run never loads it over its own weights.
+        pretrained = self.settings.pretrained_path or self._pretrainer()
+        if pretrained and not self._checkpoint_to_resume():
+            self.transfer_from()
+        # Compile, wrap for DDP, init_optimizers (which sets aside broken
+        # checkpoints), recover.
+        super().on_fit_start()
         if self.metrics_path is not None and if_main_process():
             self._trim_metrics(self.hparams.epoch_counter.current)
 
@@ -347,13 +478,10 @@ class CTCTransferBrain(sb.Brain):
     def _wrap_distributed(self):
         """DDP as SpeechBrain does it, minus SyncBatchNorm on CPU (gloo).
 
-        SpeechBrain converts BatchNorm to SyncBatchNorm, which only runs on GPUs;
-        on CPU each process keeps its own BatchNorm statistics instead. With a
-        freezing schedule, DDP must tolerate parameters without gradients.
+        Overridden (a private method; no public hook wraps modules): SpeechBrain
+        converts BatchNorm to SyncBatchNorm, which only runs on GPUs; on CPU each
+        process keeps its own BatchNorm statistics instead.
         """
-        unfreezing = getattr(self.hparams, "unfreezing", None)
-        if unfreezing is not None and getattr(unfreezing, "frozen", None):
-            self.find_unused_parameters = True
         if not (self.distributed_launch and str(self.device).startswith("cpu")):
             return super()._wrap_distributed()
         for name, module in self.modules.items():
@@ -362,10 +490,35 @@ class CTCTransferBrain(sb.Brain):
                     module, find_unused_parameters=self.find_unused_parameters
                 )
 
-    def transfer_from(self, source: str | os.PathLike):
-        """Copy a pretrained encoder and remap its head onto our tokens."""
+    def _pretrainer(self):
+        """The YAML's ``pretrainer`` (SpeechBrain ``Pretrainer``), if any."""
+        return getattr(self.hparams, "pretrainer", None)
+
+    def _checkpoint_to_resume(self) -> bool:
+        if self.checkpointer is None:
+            return False
+        self._set_aside_broken_checkpoints()
+        return self.checkpointer.find_checkpoint() is not None
+
+    def transfer_from(self, source: str | os.PathLike | None = None):
+        """Load the pretrained encoder and remap its head onto our tokens.
+
+        Through the YAML's ``pretrainer`` when it has one (SpeechBrain's
+        ``Pretrainer``, a ``RemapHeadHook`` on the head; a path whose loadable
+        the YAML could not build, like the head sized from the data, loads into
+        the module of the same name); else from ``source`` (default
+        ``pretrained_path``) with :func:`xlt_plugin.pretrained.transfer_weights`.
+        """
+        pretrainer = self._pretrainer()
+        if pretrainer is not None:
+            from xlt_plugin.pretrained import run_pretrainer
+
+            self.remap_report = run_pretrainer(pretrainer, self.modules)
+            logger.info("Loaded the pretrainer's files: %s", self.remap_report)
+            return self.remap_report
         from xlt_plugin.pretrained import transfer_weights
 
+        source = source or self.settings.pretrained_path
         report_path = None
         if getattr(self.hparams, "output_folder", None):
             report_path = Path(self.hparams.output_folder) / "remap_report.json"
@@ -402,24 +555,25 @@ class CTCTransferBrain(sb.Brain):
         dict
             Name -> {"CER", "WER"}.
         """
-        self.transfer_from(self.hparams.pretrained_path)
+        self.transfer_from(self.settings.pretrained_path)
         results = {}
         self.zero_shot = True
         try:
             for name, test_set in test_sets.items():
                 self.eval_tag = name
                 self.evaluate(test_set, test_loader_kwargs=dict(loader_kwargs or {}))
-                results[name] = {
-                    "CER": self.cer_metric.summarize("error_rate"),
-                    "WER": self.wer_metric.summarize("error_rate"),
-                }
+                results[name] = self.scores.summarize()
         finally:
             self.zero_shot = False
             self.eval_tag = None
         return results
 
     def on_evaluate_start(self, max_key=None, min_key=None):
-        """Load the best checkpoint, except for a zero-shot evaluation."""
+        """Load the best checkpoint, except for a zero-shot evaluation.
+
+        Overridden (SpeechBrain's hook): a zero-shot test must not load a
+        checkpoint, and broken checkpoints are set aside before one is chosen.
+        """
         if not self.zero_shot:
             self._set_aside_broken_checkpoints()
             super().on_evaluate_start(max_key=max_key, min_key=min_key)
@@ -429,16 +583,17 @@ class CTCTransferBrain(sb.Brain):
         """Reset metrics; in training apply this epoch's unfreezing stage."""
         self.stage_start = time.time()
         if stage == sb.Stage.TRAIN:
-            unfreezing = getattr(self.hparams, "unfreezing", None)
+            unfreezing = self.settings.unfreezing
             if unfreezing is not None:
                 newly = unfreezing.apply(self.modules, epoch=epoch)
                 if newly:
                     logger.info("Epoch %s: unfroze %d tensors", epoch, len(newly))
             self._frozen_bn_pending = True
         else:
-            rate = ErrorRateStats
-            self.cer_metric = getattr(self.hparams, "cer_computer", rate)()
-            self.wer_metric = getattr(self.hparams, "error_rate_computer", rate)()
+            self.scores = ErrorRates(
+                getattr(self.hparams, "cer_computer", None),
+                getattr(self.hparams, "error_rate_computer", None),
+            )
 
     def on_fit_batch_start(self, batch, should_step):
         """Keep fully frozen BatchNorm layers in eval mode after ``.train()``.
@@ -448,8 +603,6 @@ class CTCTransferBrain(sb.Brain):
         """
         self.random_states.apply_pending()
         if self._frozen_bn_pending:
-            from xlt_plugin.freeze import set_frozen_batchnorm_eval
-
             set_frozen_batchnorm_eval(self.modules)
             self._frozen_bn_pending = False
 
@@ -460,8 +613,7 @@ class CTCTransferBrain(sb.Brain):
             self.clock.elapsed += seconds
         stats = {"loss": float(stage_loss)}
         if stage != sb.Stage.TRAIN:
-            stats["CER"] = self.cer_metric.summarize("error_rate")
-            stats["WER"] = self.wer_metric.summarize("error_rate")
+            stats.update(self.scores.summarize())
         name = {sb.Stage.TRAIN: "train", sb.Stage.VALID: "valid"}.get(stage, "test")
         if stage == sb.Stage.TRAIN:
             stats["loss"] = _mean_over_processes(stats["loss"])
@@ -472,7 +624,7 @@ class CTCTransferBrain(sb.Brain):
             return
         if stage == sb.Stage.VALID:
             lr = self.optimizer.param_groups[0]["lr"]
-            train_logger = getattr(self.hparams, "train_logger", None)
+            train_logger = self.settings.train_logger
             if train_logger is not None:
                 train_logger.log_stats(
                     stats_meta={"epoch": epoch, "lr": lr},
@@ -484,22 +636,22 @@ class CTCTransferBrain(sb.Brain):
             self._write_metrics(epoch, name, stats, seconds)
             if self.checkpointer is not None:
                 self.checkpointer.save_and_keep_only(
-                    meta={"CER": stats["CER"], "epoch": epoch},
-                    min_keys=["CER"],
-                    num_to_keep=getattr(self.hparams, "ckpt_keep", 1),
+                    meta={BEST_KEY: stats[BEST_KEY], "epoch": epoch},
+                    min_keys=[BEST_KEY],
+                    num_to_keep=self.settings.ckpt_keep,
                 )
             return
-        train_logger = getattr(self.hparams, "train_logger", None)
+        train_logger = self.settings.train_logger
         if train_logger is not None:
             train_logger.log_stats(
                 stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},
                 test_stats=stats,
             )
         self._write_metrics(self.hparams.epoch_counter.current, name, stats, seconds)
-        wer_file = getattr(self.hparams, "test_wer_file", None)
+        wer_file = self.settings.test_wer_file
         if wer_file and if_main_process():
             with open(wer_file, "w", encoding="utf-8") as w:
-                self.wer_metric.write_stats(w)
+                self.scores.wer.write_stats(w)
 
     # ---------------------------------------------------------------- metrics
     def _write_metrics(self, epoch, stage_name, stats, seconds):
@@ -525,21 +677,11 @@ class CTCTransferBrain(sb.Brain):
         if stage_name == "test":
             record["test_set"] = self.eval_tag
             record["zero_shot"] = self.zero_shot
-        self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.metrics_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        append_metrics(self.metrics_path, record)
 
     def _trim_metrics(self, last_epoch: int):
         """Drop train/valid lines past the recovered checkpoint (a killed run)."""
-        if not self.metrics_path.exists():
-            return
-        kept = []
-        for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
-            rec = json.loads(line)
-            if rec["stage"] in ("train", "valid") and rec["epoch"] > last_epoch:
-                continue
-            kept.append(line)
-        self.metrics_path.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
+        trim_metrics(self.metrics_path, last_epoch)
 
 
 def _mean_over_processes(value: float) -> float:
@@ -585,10 +727,10 @@ def _restore_running_statistics(saved: list) -> None:
 _OUT_OF_MEMORY_SIGNS = ("out of memory", "not enough memory", "can't allocate memory")
 
 
-def _longest_seconds(batch, hparams) -> float | None:
+def _longest_seconds(batch, settings: TransferSettings) -> float | None:
     """Seconds of the longest clip in a padded batch (waveforms or features)."""
     if hasattr(batch, "sig"):
-        return batch.sig[0].shape[-1] / getattr(hparams, "sample_rate", 16000)
+        return batch.sig[0].shape[-1] / settings.sample_rate
     if hasattr(batch, "feats"):
-        return batch.feats[0].shape[1] * getattr(hparams, "hop_length", 10) / 1000
+        return batch.feats[0].shape[1] * settings.hop_length / 1000
     return None

@@ -19,6 +19,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from xlt_plugin.extras import MissingExtraError, require
+
 __all__ = ["main", "build_parser", "command", "CommandError"]
 
 Runner = Callable[[argparse.Namespace], int]
@@ -381,8 +383,13 @@ def study(parser: argparse.ArgumentParser) -> Runner:
     def run(args: argparse.Namespace) -> int:
         from xlt_plugin.study.runner import run_study
 
-        run_study(args.profile, args.out, args.jobs, args.threads, args.seeds)
-        return 0
+        # The report's figures come last: fail now, not after hours of training.
+        require("matplotlib", "xlt study (the report's figures)")
+        result = run_study(args.profile, args.out, args.jobs, args.threads, args.seeds)
+        print(result.summary())
+        for name, why in result.failed.items():
+            print(f"  {name}: {why}")
+        return 1 if result.failed else 0
 
     return run
 
@@ -399,6 +406,8 @@ def report(parser: argparse.ArgumentParser) -> Runner:
 
     def run(args: argparse.Namespace) -> int:
         from xlt_plugin.study.report import write_report, write_run_report
+
+        require("matplotlib", "xlt report (figures)")
 
         folders = [Path(r) for r in args.runs]
         missing = [str(f) for f in folders if not f.is_dir()]
@@ -475,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = _catch_sigterm()
     try:
         return args.run(args)
-    except CommandError as err:
+    except (CommandError, MissingExtraError) as err:
         print(f"xlt {args.command}: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -31,15 +31,19 @@ import re
 from collections.abc import Iterable, Mapping
 
 import torch
+from speechbrain.utils.epoch_loop import EpochCounter
 from torch.nn.modules.batchnorm import _BatchNorm
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "LayerwiseOptimizer",
     "StagedUnfreezing",
+    "UnfreezingEpochCounter",
     "default_layers",
     "first_blocks",
     "freeze",
+    "keep_frozen_batchnorm_eval",
     "layerwise_param_groups",
     "select_parameters",
     "set_frozen_batchnorm_eval",
@@ -862,6 +866,303 @@ def layerwise_param_groups(
             "frozen)."
         )
     return groups
+
+
+# ----------------------------------------------------------------------------
+# From YAML, for any SpeechBrain Brain
+# ----------------------------------------------------------------------------
+def _as_module(modules) -> torch.nn.Module:
+    """A module, or a ``ModuleDict`` over a YAML dict of modules (same names)."""
+    if isinstance(modules, torch.nn.Module):
+        return modules
+    if isinstance(modules, Mapping):
+        return torch.nn.ModuleDict(dict(modules))
+    raise TypeError(
+        "modules must be a torch.nn.Module or a dict of them (in YAML: "
+        f"`modules: !ref <modules>`), got {type(modules).__name__}."
+    )
+
+
+def _check_schedule(unfreezing, who: str) -> None:
+    if not isinstance(unfreezing, StagedUnfreezing):
+        raise TypeError(
+            f"{who}: unfreezing must be a xlt_plugin.freeze.StagedUnfreezing "
+            f"(in YAML `!ref <unfreezing>`), got {type(unfreezing).__name__}."
+        )
+
+
+class LayerwiseOptimizer:
+    """An ``opt_class`` for any SpeechBrain ``Brain``: frozen parameters left
+    out, layer-wise learning rates, staged unfreezing ready.
+
+    ``Brain.init_optimizers`` calls ``opt_class(params)`` with the parameters of
+    ``Brain.modules`` (all of them; or, with ``--remove_vector_weight_decay``,
+    two weight-decay groups). This factory builds ``optimizer`` over
+    :func:`layerwise_param_groups` of ``modules`` restricted to what Brain
+    passed (each passed group's options, e.g. ``weight_decay``, are kept):
+
+    * frozen parameters are left out: those frozen now (e.g. by
+      ``!apply:xlt_plugin.freeze.freeze``) and, with ``unfreezing``, those no
+      stage of the schedule ever unfreezes;
+    * parameters that a later stage unfreezes are put in from the start, frozen.
+      Until their stage they have no ``.grad`` and torch's optimizers skip them
+      (no update, no weight decay, no state, no cost). Keeping them in, rather
+      than adding a parameter group at their stage, means the optimizer never
+      changes shape mid-run: a checkpointed optimizer state loads into the
+      optimizer a resumed run builds, and lr schedulers (which keep one
+      ``initial_lr`` per group) see every group from step 0;
+    * group ``i`` of ``layers`` (top-down) gets ``lr * decay ** i``; the rest
+      ``lr``. Each group carries its ``"name"``.
+
+    Under DDP, set SpeechBrain's ``find_unused_parameters: True`` in the YAML
+    when a schedule freezes parameters.
+
+    Arguments
+    ---------
+    optimizer : callable
+        Takes parameter groups, e.g. ``!name:torch.optim.AdamW`` with its options.
+    modules : torch.nn.Module or dict
+        The same modules as the Brain's (``!ref <modules>``); names in patterns
+        are relative to it (``encoder.blocks.3``).
+    lr : float, optional
+        Peak lr of the top layer; default: the ``lr`` keyword of ``optimizer``.
+    decay : float
+        Factor per layer going down; 1.0: one lr everywhere.
+    layers : list of str, optional
+        Top-down patterns, one per group; default :func:`default_layers`
+        (head, epilogue, blocks, prologue), or one group for a model without
+        those names when ``decay`` is 1.0.
+    unfreezing : StagedUnfreezing, optional
+        The schedule (the same object the epoch counter applies).
+
+    Example
+    -------
+    >>> model = torch.nn.ModuleDict({
+    ...     "encoder": torch.nn.Sequential(*[torch.nn.Linear(2, 2) for _ in range(3)]),
+    ...     "head": torch.nn.Linear(2, 3),
+    ... })
+    >>> schedule = StagedUnfreezing("encoder", {2: "encoder.1-2"})
+    >>> opt_class = LayerwiseOptimizer(
+    ...     torch.optim.SGD, model, lr=1.0, decay=0.5,
+    ...     layers=["head", "encoder.2", "encoder.1"], unfreezing=schedule,
+    ... )
+    >>> optimizer = opt_class(model.parameters())  # what Brain.init_optimizers does
+    >>> [(g["name"], g["lr"], len(g["params"])) for g in optimizer.param_groups]
+    [('head', 1.0, 2), ('encoder.2', 0.5, 2), ('encoder.1', 0.25, 2)]
+    """
+
+    def __init__(
+        self,
+        optimizer,
+        modules,
+        lr: float | None = None,
+        decay: float = 1.0,
+        layers: list[str] | None = None,
+        unfreezing: StagedUnfreezing | None = None,
+    ):
+        if not callable(optimizer):
+            raise TypeError(
+                "LayerwiseOptimizer: optimizer must be callable (in YAML "
+                f"`!name:torch.optim.AdamW`), got {optimizer!r}."
+            )
+        if lr is None:
+            lr = getattr(optimizer, "keywords", {}).get("lr")
+            if lr is None:
+                raise ValueError(
+                    "LayerwiseOptimizer: give `lr` (or an `lr` keyword to optimizer)."
+                )
+        if unfreezing is not None:
+            _check_schedule(unfreezing, "LayerwiseOptimizer")
+        _as_module(modules)  # fail at YAML load, not at fit
+        self.optimizer = optimizer
+        self.modules = modules
+        self.lr = lr
+        self.decay = decay
+        self.layers = layers
+        self.unfreezing = unfreezing
+
+    def param_groups(self, params=None) -> list[dict]:
+        """The parameter groups the optimizer gets.
+
+        Arguments
+        ---------
+        params : iterable, optional
+            Parameters, or parameter-group dicts, as ``Brain`` passes them;
+            None: every parameter of ``modules``.
+
+        Returns
+        -------
+        list of dict
+            ``{"params": [...], "lr": float, "name": str, ...}``.
+        """
+        module = _as_module(self.modules)
+        layers = self.layers
+        if layers is None and self.decay == 1.0:
+            try:
+                default_layers(module)
+            except ValueError:  # no encoder/head names: one group is the same
+                layers = []
+        groups = layerwise_param_groups(
+            module, self.lr, self.decay, layers, self._excluded(module)
+        )
+        if params is None:
+            return groups
+        known = {id(p) for p in _named_parameters(module).values()}
+        return _restrict(groups, list(params), known, float(self.lr))
+
+    def _excluded(self, module: torch.nn.Module) -> set[str]:
+        """Frozen now and never unfrozen by the schedule, or frozen for good."""
+        params = _named_parameters(module)
+        frozen_now = {n for n, p in params.items() if not p.requires_grad}
+        if self.unfreezing is None:
+            return frozen_now
+        _, managed, forever = self.unfreezing._frozen_at(module, None)
+        later = set(managed) - forever
+        return (frozen_now - later) | forever
+
+    def __call__(self, params) -> torch.optim.Optimizer:
+        """Builds the optimizer (the ``opt_class(params)`` call of ``Brain``)."""
+        return self.optimizer(self.param_groups(params))
+
+    def __repr__(self) -> str:
+        return (
+            f"LayerwiseOptimizer(optimizer={self.optimizer!r}, lr={self.lr}, "
+            f"decay={self.decay}, layers={self.layers}, unfreezing={self.unfreezing})"
+        )
+
+
+def _restrict(groups: list[dict], passed: list, known: set, lr: float) -> list[dict]:
+    """``groups`` cut down to the ``passed`` parameters or parameter-group dicts.
+
+    A layer group spanning several passed groups is split in their order, each
+    part with the passed group's options; passed parameters that are not in the
+    named modules (ids not in ``known``) go last at ``lr``.
+    """
+    if passed and isinstance(passed[0], Mapping):
+        passed_groups = [dict(g) for g in passed]
+    else:
+        passed_groups = [{"params": passed}]
+    owner = {}
+    for index, group in enumerate(passed_groups):
+        group["params"] = list(group["params"])
+        for param in group["params"]:
+            owner.setdefault(id(param), index)
+    out, placed = [], set(known)
+    for group in groups:
+        parts: dict[int, list] = {}
+        for param in group["params"]:
+            if id(param) in owner:
+                parts.setdefault(owner[id(param)], []).append(param)
+        for index, part in sorted(parts.items()):
+            options = {k: v for k, v in passed_groups[index].items() if k != "params"}
+            out.append({**options, **group, "params": part})
+    for group in passed_groups:
+        rest = [p for p in group["params"] if id(p) not in placed]
+        placed.update(id(p) for p in rest)
+        if rest:
+            options = {k: v for k, v in group.items() if k != "params"}
+            out.append({"lr": lr, "name": "unnamed", **options, "params": rest})
+    return out
+
+
+class UnfreezingEpochCounter(EpochCounter):
+    """SpeechBrain's ``EpochCounter`` that applies a staged-unfreezing schedule.
+
+    ``Brain.fit`` takes the next epoch from its counter before anything else
+    of that epoch, so each epoch starts with the frozen state
+    ``schedule.apply(modules, epoch)`` sets. The state follows from the epoch
+    number alone, and the counter is what recipes checkpoint (``counter``), so a
+    run resumed from any checkpoint (end of epoch or inside one) trains each
+    epoch with the same parameters frozen as an uninterrupted run.
+
+    Pair it with :class:`LayerwiseOptimizer` (same ``unfreezing``) so that the
+    parameters unfrozen later are in the optimizer.
+
+    Arguments
+    ---------
+    limit : int
+        Number of epochs.
+    unfreezing : StagedUnfreezing
+        The schedule.
+    modules : torch.nn.Module or dict
+        The Brain's modules (``!ref <modules>``).
+    frozen_batchnorm_eval : bool
+        If True, BatchNorm layers whose parameters are all frozen run in eval
+        mode in training too (see :func:`set_frozen_batchnorm_eval`; done
+        through forward pre-hooks, because ``Brain`` calls ``modules.train()``
+        after the epoch starts).
+
+    Example
+    -------
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    >>> counter = UnfreezingEpochCounter(3, StagedUnfreezing("*", {3: "0"}), model)
+    >>> [(epoch, model[0].weight.requires_grad) for epoch in counter]
+    [(1, False), (2, False), (3, True)]
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        unfreezing: StagedUnfreezing,
+        modules,
+        frozen_batchnorm_eval: bool = False,
+    ):
+        super().__init__(limit)
+        _check_schedule(unfreezing, "UnfreezingEpochCounter")
+        _as_module(modules)
+        self.unfreezing = unfreezing
+        self.modules = modules
+        self.frozen_batchnorm_eval = bool(frozen_batchnorm_eval)
+
+    def __next__(self) -> int:
+        epoch = super().__next__()
+        module = _as_module(self.modules)
+        self.unfreezing.apply(module, epoch)
+        if self.frozen_batchnorm_eval:
+            keep_frozen_batchnorm_eval(module)
+        return epoch
+
+
+def _eval_if_frozen(module: torch.nn.Module, _inputs) -> None:
+    if module.training and not any(p.requires_grad for p in module.parameters()):
+        module.eval()
+
+
+def keep_frozen_batchnorm_eval(module: torch.nn.Module) -> int:
+    """Keeps fully frozen BatchNorm layers in eval mode through ``.train()``.
+
+    Registers, once per layer, a forward pre-hook that does what
+    :func:`set_frozen_batchnorm_eval` does for that layer just before it runs;
+    a layer unfrozen later trains normally after the next ``.train()``.
+
+    Arguments
+    ---------
+    module : torch.nn.Module
+        The model, wrapped or not.
+
+    Returns
+    -------
+    int
+        How many layers got a hook by this call.
+
+    Example
+    -------
+    >>> model = torch.nn.Sequential(torch.nn.BatchNorm1d(2), torch.nn.BatchNorm1d(2))
+    >>> _ = freeze(model, "0")
+    >>> keep_frozen_batchnorm_eval(model), keep_frozen_batchnorm_eval(model)
+    (2, 0)
+    >>> _ = model.train()(torch.randn(4, 2))
+    >>> model[0].training, model[1].training
+    (False, True)
+    """
+    added = 0
+    for _, mod in _named_modules(module):
+        if isinstance(mod, _BatchNorm) and not getattr(mod, "_xlt_eval_hook", False):
+            if any(True for _ in mod.parameters(recurse=False)):
+                mod.register_forward_pre_hook(_eval_if_frozen)
+                mod._xlt_eval_hook = True
+                added += 1
+    return added
 
 
 # ----------------------------------------------------------------------------

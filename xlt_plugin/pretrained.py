@@ -47,7 +47,7 @@ FEATURE_KEYS = ("sample_rate", "n_mels", "n_fft", "win_length", "hop_length", "f
 #: Feature extractors by ``features.kind`` (NeMo models bring their own).
 FEATURE_CLASSES = {
     "fbank": "speechbrain.lobes.features.Fbank",
-    "nemo": "xlt_plugin.nemo.NeMoFeaturizer",
+    "nemo": "xlt_plugin.lobes.nemo_features.NeMoFeaturizer",
 }
 
 _HOW_TO_MAKE_ONE = (
@@ -296,6 +296,116 @@ def _fetch(source: str | os.PathLike, filename: str, savedir: str | None) -> Pat
         ) from err
 
 
+class _HubSource:
+    """A model in the hub layout: a local folder or a hub id (fetched)."""
+
+    def __init__(self, source: str | os.PathLike, savedir: str | None):
+        self.source, self.savedir = source, savedir
+        self.where = _fetch(source, CONFIG_FILE, savedir)
+        self.config = json.loads(self.where.read_text(encoding="utf-8"))
+        self.config["features"].setdefault("kind", "fbank")
+
+    def tokens(self) -> list[str]:
+        return _checked_tokens(self.source, self.config, self.savedir)
+
+    def state(self, part: str) -> dict:
+        path = _fetch(self.source, _PART_FILES[part], self.savedir)
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+    def load_normalizer(self, normalize: torch.nn.Module) -> None:
+        normalize._load(_fetch(self.source, NORMALIZER_FILE, self.savedir))
+
+    def pretrainer_paths(self, cache_dir: str | os.PathLike) -> dict[str, str]:
+        files = {**_PART_FILES, "normalize": NORMALIZER_FILE}
+        if Path(self.source).is_dir():
+            return {n: str(_fetch(self.source, f, None)) for n, f in files.items()}
+        return {n: f"{self.source}/{f}" for n, f in files.items()}  # fetched
+
+
+class _NeMoSource:
+    """A NeMo ``.nemo`` archive, read by :mod:`xlt_plugin.nemo`."""
+
+    def __init__(self, source: str | os.PathLike):
+        from xlt_plugin.nemo import read_nemo_config
+
+        self.source = self.where = Path(source)
+        self.config = read_nemo_config(source)
+        self._states: dict | None = None
+
+    def tokens(self) -> list[str]:
+        return list(self.config["tokens"])
+
+    def state(self, part: str) -> dict:
+        if self._states is None:
+            from xlt_plugin.nemo import load_nemo_state
+
+            self._states = load_nemo_state(self.source)
+        return self._states[part]
+
+    def load_normalizer(self, normalize: torch.nn.Module) -> None:
+        """NeMo normalises per utterance and keeps no statistics: nothing to load."""
+
+    def pretrainer_paths(self, cache_dir: str | os.PathLike) -> dict[str, str]:
+        # The Pretrainer loads files: the archive's weights, converted once
+        # into the hub layout's checkpoint files (written atomically, so DDP
+        # processes loading the same YAML never read a half-written one).
+        cache = Path(cache_dir)
+        cache.mkdir(parents=True, exist_ok=True)
+        paths = {}
+        for part, filename in _PART_FILES.items():
+            path = cache / filename
+            handle, tmp = tempfile.mkstemp(prefix=f".{filename}.", dir=cache)
+            os.close(handle)
+            torch.save(self.state(part), tmp)
+            os.replace(tmp, path)
+            paths[part] = str(path)
+        return paths
+
+
+#: Loadable name (the module it fills) -> its file in the hub layout.
+_PART_FILES = {"encoder": ENCODER_FILE, "head": HEAD_FILE}
+
+
+def open_source(
+    source: str | os.PathLike, savedir: str | None = None
+) -> _HubSource | _NeMoSource:
+    """Open a pretrained model, whatever its kind: the one place that tells.
+
+    A hub-layout folder (a base recipe's ``<output_folder>/model``, an ``xlt
+    export``), a hub id, or a NeMo ``.nemo`` archive. The result has
+    ``config`` (the ``config.json`` layout), ``tokens()`` (head rows in order),
+    ``state(part)`` (``"encoder"`` or ``"head"`` state dict),
+    ``load_normalizer(module)`` and ``pretrainer_paths(cache_dir)``.
+
+    Arguments
+    ---------
+    source : path or hub id
+        The pretrained model.
+    savedir : str, optional
+        Where fetched hub files are kept.
+
+    Returns
+    -------
+    The opened source.
+
+    Example
+    -------
+    >>> nemo = Path(__file__).parents[1] / "tests/fixtures/nemo/quartznet_tiny.nemo"
+    >>> src = open_source(nemo)
+    >>> src.config["blank_index"], src.tokens()[-1], sorted(src.state("head"))
+    (28, '<blank>', ['w.bias', 'w.weight'])
+    """
+    from xlt_plugin.nemo import is_nemo
+
+    if not is_nemo(source):
+        return _HubSource(source, savedir)
+    if not Path(source).exists():
+        raise FileNotFoundError(
+            f"pretrained_path {source} does not exist. " + _HOW_TO_MAKE_ONE
+        )
+    return _NeMoSource(source)
+
+
 def read_config(source: str | os.PathLike, key: str | None = None) -> Any:
     """Read ``config.json`` of a pretrained model (or one key of it).
 
@@ -305,7 +415,7 @@ def read_config(source: str | os.PathLike, key: str | None = None) -> Any:
     Arguments
     ---------
     source : path or hub id
-        The pretrained model folder.
+        The pretrained model folder (or ``.nemo``).
     key : str, optional
         A dotted key; the whole config when omitted.
 
@@ -313,33 +423,92 @@ def read_config(source: str | os.PathLike, key: str | None = None) -> Any:
     -------
     The value.
     """
-    if _is_nemo(source):
-        from xlt_plugin.nemo import read_nemo_config
-
-        path = Path(source)
-        config = read_nemo_config(source)
-    else:
-        path = _fetch(source, CONFIG_FILE, None)
-        config = json.loads(path.read_text(encoding="utf-8"))
-        config["features"].setdefault("kind", "fbank")
+    opened = open_source(source)
     if key is None:
-        return config
-    value: Any = config
+        return opened.config
+    value: Any = opened.config
     for part in key.split("."):
         if not isinstance(value, dict) or part not in value:
-            raise KeyError(f"{path} has no key {key!r}")
+            raise KeyError(f"{opened.where} has no key {key!r}")
         value = value[part]
     return value
 
 
-def _is_nemo(source) -> bool:
-    if not str(source).endswith(".nemo"):
-        return False
-    if not Path(source).exists():
-        raise FileNotFoundError(
-            f"pretrained_path {source} does not exist. " + _HOW_TO_MAKE_ONE
-        )
-    return True
+def read_tokens(source: str | os.PathLike) -> list[str]:
+    """The tokens of a pretrained model, one per head row (checked against it).
+
+    Usable from YAML as a :class:`~xlt_plugin.remap.RemapHeadHook`'s
+    ``source_tokens: !apply:xlt_plugin.pretrained.read_tokens [<pretrained_path>]``.
+
+    Arguments
+    ---------
+    source : path or hub id
+        The pretrained model folder (or ``.nemo``).
+
+    Returns
+    -------
+    list of str
+    """
+    return open_source(source).tokens()
+
+
+def pretrainer_paths(
+    source: str | os.PathLike, cache_dir: str | os.PathLike
+) -> dict[str, str]:
+    """The ``paths`` of SpeechBrain's ``Pretrainer`` for a pretrained model.
+
+    ``encoder`` and ``head`` (and ``normalize`` for a hub-layout model): the
+    model's own files, or for a ``.nemo`` its weights converted into
+    ``cache_dir``. Usable from YAML: ``paths: !apply:xlt_plugin.pretrained.
+    pretrainer_paths [!ref <pretrained_path>, !ref <save_folder>/source]``.
+
+    Arguments
+    ---------
+    source : path or hub id
+        The pretrained model.
+    cache_dir : path
+        Where a ``.nemo``'s converted weights go.
+
+    Returns
+    -------
+    dict
+        Loadable name -> file (or ``hub_id/file``).
+    """
+    return open_source(source).pretrainer_paths(cache_dir)
+
+
+def run_pretrainer(pretrainer, modules: dict):
+    """Collect and load a YAML's ``pretrainer``, filling what it lacks from ``modules``.
+
+    A path whose loadable the YAML could not build (the head, sized from the
+    data once the YAML is loaded) loads into the module of the same name.
+
+    Arguments
+    ---------
+    pretrainer : speechbrain.utils.parameter_transfer.Pretrainer
+        The YAML's pretrainer.
+    modules : dict
+        Name -> module (a Brain's ``modules``).
+
+    Returns
+    -------
+    RemapReport or None
+        The report of its ``RemapHeadHook``, if it has one.
+    """
+    from speechbrain.utils.distributed import run_on_main
+
+    from xlt_plugin.remap import RemapHeadHook
+
+    missing = {
+        name: modules[name]
+        for name in pretrainer.paths
+        if name not in pretrainer.loadables and name in modules
+    }
+    pretrainer.add_loadables(missing)
+    run_on_main(pretrainer.collect_files)
+    pretrainer.load_collected()
+    hooks = pretrainer.custom_hooks.values()
+    return next((h.report for h in hooks if isinstance(h, RemapHeadHook)), None)
 
 
 def build_features(source: str | os.PathLike) -> torch.nn.Module:
@@ -409,13 +578,14 @@ class PretrainedCTC:
 def load_pretrained(
     source: str | os.PathLike, savedir: str | None = None
 ) -> PretrainedCTC:
-    """Load a pretrained CTC model from a hub-layout folder (or a hub id).
+    """Load a pretrained CTC model from a hub-layout folder, a hub id or a ``.nemo``.
 
     Arguments
     ---------
     source : path or hub id
         A folder written by :func:`save_pretrained` (a base recipe's
-        ``<output_folder>/model``), or a hub id (fails clearly when offline).
+        ``<output_folder>/model``), a hub id (fails clearly when offline), or a
+        NeMo ``.nemo`` archive.
     savedir : str, optional
         Where fetched hub files are kept.
 
@@ -426,30 +596,22 @@ def load_pretrained(
     from speechbrain.nnet.linear import Linear
     from speechbrain.processing.features import InputNormalization
 
-    config = read_config(source)
+    opened = open_source(source, savedir)
+    config = opened.config
     encoder = build_encoder(source)
     head = Linear(
         input_size=config["encoder_output_size"], n_neurons=config["n_tokens"]
     )
     normalize = InputNormalization(norm_type=config["normalize"]["norm_type"])
-    if _is_nemo(source):
-        from xlt_plugin.nemo import load_nemo_state
-
-        state = load_nemo_state(source)
-        _load_state_dict(encoder, state["encoder"], source)
-        _load_state_dict(head, state["head"], source)
-        tokens = list(config["tokens"])
-    else:
-        _load_state(encoder, _fetch(source, ENCODER_FILE, savedir))
-        _load_state(head, _fetch(source, HEAD_FILE, savedir))
-        normalize._load(_fetch(source, NORMALIZER_FILE, savedir))
-        tokens = _checked_tokens(source, config, savedir)
+    _load_state_dict(encoder, opened.state("encoder"), source)
+    _load_state_dict(head, opened.state("head"), source)
+    opened.load_normalizer(normalize)
     return PretrainedCTC(
         encoder=encoder.eval(),
         head=head.eval(),
         normalize=normalize.eval(),
         compute_features=build_features(source).eval(),
-        tokens=tokens,
+        tokens=opened.tokens(),
         blank_index=config["blank_index"],
         config=config,
     )
@@ -467,11 +629,6 @@ def _checked_tokens(source, config: dict, savedir) -> list[str]:
             "models. Re-export the model, or point pretrained_path at the right one."
         )
     return tokens
-
-
-def _load_state(module: torch.nn.Module, path: Path) -> None:
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    _load_state_dict(module, state, path)
 
 
 def transfer_weights(
@@ -495,7 +652,7 @@ def transfer_weights(
     Arguments
     ---------
     source : path or hub id
-        The pretrained model.
+        The pretrained model (or a ``.nemo``).
     encoder, head : torch.nn.Module
         The target model's parts (head sized for the target tokens).
     target_tokens : CTCTextEncoder, list or path
@@ -515,36 +672,19 @@ def transfer_weights(
     """
     from xlt_plugin.remap import RemapHeadHook
 
-    config = read_config(source)
-    if _is_nemo(source):
-        from xlt_plugin.nemo import load_nemo_state
-
-        state = load_nemo_state(source)
-        _load_state_dict(encoder, state["encoder"], source)
-        source_tokens = list(config["tokens"])
-        head_dir = Path(tempfile.mkdtemp(prefix="xlt-nemo-head-"))
-        head_path = head_dir / HEAD_FILE
-        torch.save(state["head"], head_path)
-    else:
-        _load_state(encoder, _fetch(source, ENCODER_FILE, savedir))
-        if normalize is not None:
-            normalize._load(_fetch(source, NORMALIZER_FILE, savedir))
-        source_tokens = _checked_tokens(source, config, savedir)
-        head_dir, head_path = None, _fetch(source, HEAD_FILE, savedir)
+    opened = open_source(source, savedir)
+    _load_state_dict(encoder, opened.state("encoder"), source)
+    if normalize is not None:
+        opened.load_normalizer(normalize)
     hook = RemapHeadHook(
-        source_tokens=source_tokens,
+        source_tokens=opened.tokens(),
         target_tokens=target_tokens,
         strategy=strategy,
-        source_blank=config["blank_index"],
+        source_blank=opened.config["blank_index"],
         target_blank=_blank_of(target_tokens),
         report_path=report_path,
     )
-    try:
-        hook(head, head_path)
-    finally:
-        if head_dir is not None:
-            shutil.rmtree(head_dir, ignore_errors=True)
-    return hook.report
+    return hook.remap_state(head, opened.state("head"), where=f"the head of {source}")
 
 
 def _load_state_dict(module: torch.nn.Module, state: dict, source) -> None:
@@ -563,3 +703,47 @@ def _blank_of(tokens: Any) -> int:
     if isinstance(tokens, CTCTextEncoder):
         return int(tokens.get_blank_index())
     return 0
+
+
+class LoadSubmodule:
+    """Pretrainer hook: load the keys under ``key`` of a checkpoint into a module.
+
+    For a source that saved several modules in one checkpoint (a
+    ``ModuleList`` of encoder and head in one ``model.ckpt``): ``key: "0"``
+    loads ``0.*`` into the recipe's encoder, strictly (SpeechBrain's default
+    loader is lenient and would load nothing without a word). Give the head
+    a :class:`xlt_plugin.remap.RemapHeadHook` on the same file.
+
+    Arguments
+    ---------
+    key : str
+        The submodule's prefix in the checkpoint (``"0"``, ``"model.encoder"``).
+
+    Example
+    -------
+    >>> tmp = getfixture("tmp_path")
+    >>> source = torch.nn.ModuleList([torch.nn.Linear(2, 3), torch.nn.Linear(3, 4)])
+    >>> torch.save(source.state_dict(), tmp / "model.ckpt")
+    >>> encoder = torch.nn.Linear(2, 3)
+    >>> LoadSubmodule("0")(encoder, tmp / "model.ckpt")
+    >>> torch.equal(encoder.weight, source[0].weight)
+    True
+    """
+
+    def __init__(self, key: str):
+        self.prefix = str(key).rstrip(".") + "."
+
+    def __call__(self, obj: torch.nn.Module, path: str | os.PathLike) -> None:
+        """Load ``path``'s keys under the prefix into ``obj`` (strict)."""
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        part = {
+            k[len(self.prefix) :]: v
+            for k, v in state.items()
+            if k.startswith(self.prefix)
+        }
+        if not part:
+            raise ValueError(
+                f"checkpoint {path} has no keys under {self.prefix!r}; its keys "
+                f"start with {sorted({k.split('.')[0] for k in state})[:12]}"
+            )
+        _load_state_dict(obj, part, f"{path} ({self.prefix}*)")

@@ -17,6 +17,7 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 
 from xlt_plugin.brain import CTCTransferBrain
+from xlt_plugin.runs import BEST_KEY, has_zero_shot
 
 logger = logging.getLogger(__name__)
 
@@ -253,21 +254,16 @@ def fit_and_test(brain: CTCTransferBrain, datasets: dict, hparams: dict) -> dict
     results = {}
     for name, test_set in datasets["test"].items():
         brain.eval_tag = name
-        brain.evaluate(test_set, min_key="CER", test_loader_kwargs=dict(test_opts))
-        results[name] = {
-            "CER": brain.cer_metric.summarize("error_rate"),
-            "WER": brain.wer_metric.summarize("error_rate"),
-        }
+        brain.evaluate(test_set, min_key=BEST_KEY, test_loader_kwargs=dict(test_opts))
+        results[name] = brain.scores.summarize()
     brain.eval_tag = None
     return results
 
 
 def _has_zero_shot_lines(brain: CTCTransferBrain) -> bool:
-    from xlt_plugin.study.report import read_metrics, zero_shot_tests
-
     if brain.metrics_path is None:
         return False
-    return bool(zero_shot_tests(read_metrics(brain.metrics_path.parent)))
+    return has_zero_shot(brain.metrics_path.parent)
 
 
 def export_model(

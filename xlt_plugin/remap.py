@@ -54,7 +54,7 @@ import logging
 import os
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -243,9 +243,9 @@ def _map_translit(token: str, src: _SourceIndex) -> list[int] | None:
 
 @functools.cache
 def _opencc(config: str):
-    import opencc
+    from xlt_plugin.extras import require
 
-    return opencc.OpenCC(config)
+    return require("opencc", "the remap strategy 'opencc'").OpenCC(config)
 
 
 def _map_opencc(token: str, src: _SourceIndex) -> list[int] | None:
@@ -657,12 +657,145 @@ def _fresh_layer(layer: torch.nn.Module, n_out: int) -> torch.nn.Module:
     return fresh
 
 
-def _check_rows(n_rows: int, tokens: Sequence[str], what: str, where: str) -> None:
-    if n_rows != len(tokens):
+def _describe(tokens) -> str:
+    """Where a token inventory comes from, for error messages."""
+    if isinstance(tokens, (str, os.PathLike)):
+        return f"token file {tokens}"
+    if isinstance(tokens, (list, tuple)):
+        return f"the given list of {len(tokens)} tokens"
+    return f"the {type(tokens).__name__} object"
+
+
+def _is_row_weight(key: str, value) -> bool:
+    """A Linear weight (2-D) or a 1x1 Conv1d weight (3-D, last dim 1)."""
+    return (
+        (key == "weight" or key.endswith(".weight"))
+        and isinstance(value, torch.Tensor)
+        and (value.dim() == 2 or (value.dim() == 3 and value.shape[-1] == 1))
+    )
+
+
+def _shapes(state: Mapping, keys) -> str:
+    shown = [f"{k} {tuple(state[k].shape)}" for k in list(keys)[:12]]
+    more = f", ... (+{len(keys) - 12})" if len(keys) > 12 else ""
+    return ", ".join(shown) + more if shown else "none"
+
+
+def _find_head(
+    state: Mapping,
+    layer_name: str,
+    n_rows: int,
+    with_bias: bool,
+    key: str | None,
+    where: str,
+) -> tuple[str, str]:
+    """Keys (weight, bias) of the source head inside a checkpoint's state dict.
+
+    ``key`` (a weight's key, or the prefix of the head's keys) narrows the
+    search. The key a head of the target's type has (``w.weight``) wins when
+    present; else the head is the only 2-D Linear or 3-D 1x1 Conv1d weight with
+    ``n_rows`` rows (plus its bias when the target has one), e.g. ``1.w.weight``
+    of a ``ModuleList`` (encoder, head) saved whole.
+    """
+    if key is not None and key in state and _is_row_weight(key, state[key]):
+        found = [key]
+    else:
+        prefix = "" if not key else key.rstrip(".") + "."
+        scoped = [k for k in state if k.startswith(prefix)]
+        if not scoped:
+            raise ValueError(
+                f"{where} has no key under {key!r}; its keys start with "
+                f"{sorted({k.split('.')[0] for k in state})[:12]}"
+            )
+        wanted = [prefix + (f"{layer_name}.weight" if layer_name else "weight")]
+        if prefix:
+            wanted.append(prefix + "weight")
+        found = [k for k in wanted if k in state][:1]
+        if not found:
+            weights = [k for k in scoped if _is_row_weight(k, state[k])]
+            found = [
+                k
+                for k in weights
+                if state[k].shape[0] == n_rows
+                and (not with_bias or k[: -len("weight")] + "bias" in state)
+            ]
+            if len(found) != 1:
+                what = "several" if found else "no"
+                raise ValueError(
+                    f"{where} has {what} CTC head candidates: a 2-D Linear or 3-D "
+                    f"1x1 Conv1d weight with {n_rows} rows, one per source token"
+                    f"{', with its bias' if with_bias else ''}. Candidates: "
+                    f"{_shapes(state, found)}; row weights in the checkpoint: "
+                    f"{_shapes(state, weights)}. Name the head with `key` (its "
+                    "weight's key, or the prefix of its keys, e.g. key: 1 for a "
+                    "ModuleList saved whole), or check the source tokens."
+                )
+    wkey = found[0]
+    return wkey, wkey[: -len("weight")] + "bias"
+
+
+def _remap(
+    layer: torch.nn.Module,
+    state: Mapping,
+    source_tokens,
+    target_tokens,
+    strategy: str | Sequence[str],
+    source_blank: int,
+    target_blank: int,
+    *,
+    layer_name: str = "",
+    key: str | None = None,
+    where: str = "the source head",
+) -> RemapReport:
+    """Fill the target ``layer`` in place from the source head in ``state``.
+
+    The one remap behind :func:`remap_ctc_head` and :class:`RemapHeadHook`:
+    reads both inventories, finds the source head in ``state``
+    (:func:`_find_head`), checks the rows of both heads against their tokens,
+    maps the tokens and copies (or averages) the mapped rows into ``layer``;
+    rows without a source keep ``layer``'s values.
+    """
+    src_tokens = load_tokens(source_tokens)
+    tgt_tokens = load_tokens(target_tokens)
+    if not tgt_tokens:
         raise ValueError(
-            f"{what} head has {n_rows} rows but {where} lists {len(tokens)} tokens; "
-            "the token file must list exactly one token per head row, blank included"
+            f"target tokens ({_describe(target_tokens)}) are empty: fill "
+            "the label encoder before pretrainer.load_collected()"
         )
+    has_bias = layer.bias is not None
+    wkey, bkey = _find_head(state, layer_name, len(src_tokens), has_bias, key, where)
+    weight = state[wkey]
+    if has_bias and bkey not in state:
+        raise ValueError(f"the target head has a bias but {where} has no {bkey!r}")
+    bias = state[bkey] if has_bias else None
+    if weight.shape[0] != len(src_tokens):
+        raise ValueError(
+            f"{where} has {weight.shape[0]} rows but {_describe(source_tokens)} "
+            f"lists {len(src_tokens)} tokens; the token file must list one token "
+            "per head row, blank included"
+        )
+    if layer.weight.shape[0] != len(tgt_tokens):
+        raise ValueError(
+            f"target head has {layer.weight.shape[0]} rows but "
+            f"{_describe(target_tokens)} lists {len(tgt_tokens)} tokens; the token "
+            "file must list exactly one token per head row, blank included"
+        )
+    if (
+        weight.dim() != layer.weight.dim()
+        and weight[0].numel() == layer.weight[0].numel()
+    ):
+        # A Conv1d [rows, C, 1] source into a Linear [rows, C] target, or back.
+        weight = weight.reshape(weight.shape[0], *layer.weight.shape[1:])
+    tmap = token_map(src_tokens, tgt_tokens, strategy, source_blank, target_blank)
+    try:
+        new_weight, new_bias = remap_rows(weight, bias, tmap, layer.weight, layer.bias)
+    except ValueError as err:
+        raise ValueError(f"cannot remap {where} into the head: {err}") from err
+    with torch.no_grad():
+        layer.weight.copy_(new_weight)
+        if new_bias is not None:
+            layer.bias.copy_(new_bias)
+    return RemapReport.from_map(tmap, src_tokens, tgt_tokens, strategy)
 
 
 def remap_ctc_head(
@@ -716,38 +849,35 @@ def remap_ctc_head(
     >>> torch.equal(new.weight[1], head.weight[2])
     True
     """
-    source_tokens = load_tokens(source_tokens)
     target_tokens = load_tokens(target_tokens)
-    sb = blank_index if source_blank is None else source_blank
-    tb = blank_index if target_blank is None else target_blank
     name, layer = _core_layer(head)
-    _check_rows(layer.weight.shape[0], source_tokens, "source", "source_tokens")
-    tmap = token_map(source_tokens, target_tokens, strategy, sb, tb)
-
     fresh = _fresh_layer(layer, len(target_tokens))
-    weight, bias = remap_rows(layer.weight, layer.bias, tmap, fresh.weight, fresh.bias)
-
+    report = _remap(
+        fresh,
+        head.state_dict(),
+        source_tokens,
+        target_tokens,
+        strategy,
+        blank_index if source_blank is None else source_blank,
+        blank_index if target_blank is None else target_blank,
+        layer_name=name,
+    )
     # Resize a copy in place rather than swap layers, so the head (and its
     # core layer, subclasses included) keeps its exact type and settings.
     new_head = copy.deepcopy(head)
     new_layer = new_head.get_submodule(name)
-    new_layer.weight = torch.nn.Parameter(weight, layer.weight.requires_grad)
-    if bias is not None:
-        new_layer.bias = torch.nn.Parameter(bias, layer.bias.requires_grad)
+    new_layer.weight = torch.nn.Parameter(
+        fresh.weight.detach(), layer.weight.requires_grad
+    )
+    if fresh.bias is not None:
+        new_layer.bias = torch.nn.Parameter(
+            fresh.bias.detach(), layer.bias.requires_grad
+        )
     if isinstance(new_layer, torch.nn.Linear):
         new_layer.out_features = len(target_tokens)
     else:
         new_layer.out_channels = len(target_tokens)
-    return new_head, RemapReport.from_map(tmap, source_tokens, target_tokens, strategy)
-
-
-def _describe(tokens) -> str:
-    """Where a token inventory comes from, for error messages."""
-    if isinstance(tokens, (str, os.PathLike)):
-        return f"token file {tokens}"
-    if isinstance(tokens, (list, tuple)):
-        return f"the given list of {len(tokens)} tokens"
-    return f"the {type(tokens).__name__} object"
+    return new_head, report
 
 
 class RemapHeadHook:
@@ -755,14 +885,19 @@ class RemapHeadHook:
 
     Give it to SpeechBrain's ``Pretrainer`` as ``custom_hooks: {head: ...}``:
     the Pretrainer calls ``hook(obj, path)`` with the recipe's head module
-    (already built at the target size) and the source head checkpoint (the
-    ``torch.save``-d ``state_dict`` of a head of the same type). The hook
+    (already built at the target size) and the source checkpoint: the
+    ``torch.save``-d ``state_dict`` of a head of the same type, or of a larger
+    module holding it (a ``ModuleList`` of encoder and head saved in one
+    ``model.ckpt``: the head is then its only Linear or 1x1 Conv1d weight with one
+    row per source token, plus its bias, or the one ``key`` names). The hook
     checks the checkpoint's rows against the source token file, remaps
     (:func:`remap_rows`) and copies the result into ``obj`` in place, so the
     recipe's modules and optimizer keep the same object. Rows without a
     source keep ``obj``'s own initialisation. Tokens are read at call time, so
     ``target_tokens`` may be the recipe's ``CTCTextEncoder`` that the recipe
-    fills from its data before ``pretrainer.load_collected()``.
+    fills from its data before ``pretrainer.load_collected()``, or the label
+    file its ``train.py`` writes (``CTCTextEncoder.save``, e.g.
+    ``<save_folder>/label_encoder.txt``) when the label encoder is built there.
 
     A recipe uses it from YAML alone (``output_folder`` must exist, as
     ``collect_in`` is created without parents):
@@ -805,6 +940,11 @@ class RemapHeadHook:
         Target blank index.
     report_path : str or path-like, optional
         Where to write the :class:`RemapReport` as JSON.
+    key : str, optional
+        Where the head is in the checkpoint: its weight's key (``1.w.weight``)
+        or the prefix of its keys (``1``, ``1.w``). Without it the head is found
+        by name, else by shape; an ambiguous or absent head is an error naming
+        the candidates.
 
     Example
     -------
@@ -829,6 +969,7 @@ class RemapHeadHook:
         source_blank: int = 0,
         target_blank: int = 0,
         report_path: str | os.PathLike | None = None,
+        key: str | None = None,
     ):
         parse_strategy(strategy)  # fail at YAML load time, not mid-recipe
         self.source_tokens = source_tokens
@@ -837,6 +978,7 @@ class RemapHeadHook:
         self.source_blank = source_blank
         self.target_blank = target_blank
         self.report_path = report_path
+        self.key = key
         self.report: RemapReport | None = None
 
     def __call__(self, obj: torch.nn.Module, path: str | os.PathLike) -> None:
@@ -847,19 +989,11 @@ class RemapHeadHook:
         obj : torch.nn.Module
             The target head (modified in place).
         path : str or path-like
-            Source head checkpoint (a state_dict).
+            Source checkpoint: a state_dict holding the head (alone, or inside
+            a larger module; see ``key``).
         """
         from speechbrain.utils.checkpoints import torch_patched_state_dict_load
-        from speechbrain.utils.distributed import if_main_process
 
-        source_tokens = load_tokens(self.source_tokens)
-        target_tokens = load_tokens(self.target_tokens)
-        if not target_tokens:
-            raise ValueError(
-                f"target tokens ({_describe(self.target_tokens)}) are empty: fill "
-                "the label encoder before pretrainer.load_collected()"
-            )
-        name, layer = _core_layer(obj)
         try:
             state = torch_patched_state_dict_load(path, "cpu")
         except Exception as err:
@@ -868,60 +1002,44 @@ class RemapHeadHook:
             ) from err
         if not isinstance(state, dict):
             raise ValueError(f"source head checkpoint {path} is not a state_dict")
+        self.remap_state(obj, state, where=f"source head checkpoint {path}")
 
-        prefix = f"{name}." if name else ""
-        wkey = prefix + "weight"
-        if wkey not in state:
-            weights = [k for k in state if k.endswith("weight")]
-            if len(weights) != 1:
-                raise ValueError(
-                    f"source head checkpoint {path} has no {wkey!r} (keys: "
-                    f"{list(state)}); save the state_dict of a head of the same "
-                    f"type as the target ({type(obj).__name__})"
-                )
-            wkey = weights[0]
-        bkey = wkey[: -len("weight")] + "bias"
-        weight = state[wkey]
-        bias = state.get(bkey) if layer.bias is not None else None
-        if layer.bias is not None and bias is None:
-            raise ValueError(
-                f"the target head has a bias but checkpoint {path} has no {bkey!r}"
-            )
-        if weight.shape[0] != len(source_tokens):
-            raise ValueError(
-                f"source head checkpoint {path} has {weight.shape[0]} rows but "
-                f"{_describe(self.source_tokens)} lists {len(source_tokens)} tokens; "
-                "the token file must list one token per head row, blank included"
-            )
-        _check_rows(
-            layer.weight.shape[0],
-            target_tokens,
-            "target",
-            _describe(self.target_tokens),
-        )
+    def remap_state(
+        self, obj: torch.nn.Module, state: Mapping, where: str = "the source state"
+    ) -> RemapReport:
+        """Remap the source head held in ``state`` (tensors) into ``obj``.
 
-        tmap = token_map(
-            source_tokens,
-            target_tokens,
+        What ``__call__`` does once the checkpoint is read; for a caller that
+        already holds the source weights (e.g. an imported ``.nemo``).
+
+        Arguments
+        ---------
+        obj : torch.nn.Module
+            The target head (modified in place).
+        state : mapping of str to torch.Tensor
+            A state dict holding the source head.
+        where : str
+            What ``state`` is, for error messages.
+
+        Returns
+        -------
+        RemapReport
+            Also kept as ``self.report`` (and written to ``report_path``).
+        """
+        from speechbrain.utils.distributed import if_main_process
+
+        name, layer = _core_layer(obj)
+        self.report = _remap(
+            layer,
+            state,
+            self.source_tokens,
+            self.target_tokens,
             self.strategy,
             self.source_blank,
             self.target_blank,
-        )
-        try:
-            new_weight, new_bias = remap_rows(
-                weight, bias, tmap, layer.weight, layer.bias
-            )
-        except ValueError as err:
-            raise ValueError(
-                f"cannot remap checkpoint {path} into the head: {err}"
-            ) from err
-        with torch.no_grad():
-            layer.weight.copy_(new_weight)
-            if new_bias is not None:
-                layer.bias.copy_(new_bias)
-
-        self.report = RemapReport.from_map(
-            tmap, source_tokens, target_tokens, self.strategy
+            layer_name=name,
+            key=self.key,
+            where=where,
         )
         logger.info("%s", self.report)
         # Every DDP process remaps its own copy; one writes the report.
@@ -932,3 +1050,4 @@ class RemapHeadHook:
                 json.dumps(self.report.as_dict(), ensure_ascii=False, indent=2) + "\n",
                 encoding="utf-8",
             )
+        return self.report

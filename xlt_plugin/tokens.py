@@ -39,9 +39,15 @@ import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sentencepiece as spm
-from speechbrain.dataio.encoder import CategoricalEncoder, CTCTextEncoder
+
+if TYPE_CHECKING:
+    from speechbrain.dataio.encoder import CategoricalEncoder, CTCTextEncoder
+# SpeechBrain (and with it torch) is imported where an encoder is built or read:
+# text normalisation and the letter tables (used by the Common Voice prep and the
+# embedded corpus) load in a fraction of a second.
 
 logger = logging.getLogger(__name__)
 
@@ -55,16 +61,77 @@ HAN_LANGUAGES = frozenset({"zh-cn", "zh-hk", "zh-tw", "yue"})
 APOSTROPHE_LANGUAGES = frozenset({"en", "fr", "it", "uk"})
 
 _LATIN = "abcdefghijklmnopqrstuvwxyz"
-_LETTERS = {
+
+
+def _block(start: int, end: int) -> str:
+    """Letters and combining marks of a Unicode block (digits and signs left out)."""
+    return "".join(
+        chr(c) for c in range(start, end + 1) if unicodedata.category(chr(c))[0] in "LM"
+    )
+
+
+def _vietnamese() -> str:
+    bases = ["a", "a\u0306", "a\u0302", "e", "e\u0302", "i", "o", "o\u0302"]
+    bases += ["o\u031b", "u", "u\u031b", "y"]
+    tones = ["", "\u0300", "\u0301", "\u0309", "\u0303", "\u0323"]
+    vowels = {unicodedata.normalize("NFC", b + t) for b in bases for t in tones}
+    return _LATIN + "đ" + "".join(sorted(vowels))
+
+
+_CYRILLIC_RU = "абвгдежзийклмнопрстуфхцчшщъыьэюяё"
+_ARABIC = _block(0x0620, 0x064A)
+_HAN = _block(0x4E00, 0x9FFF)
+
+#: Lower-case letters (and combining marks) of each language, by base locale
+#: (:func:`alphabet` looks one up): the one table of which letters a language
+#: writes with. The prep checks transcripts against those of ``_CHECKED``; the
+#: others hold the common letters only (enough for the embedded corpus to pick
+#: words, not every loanword of a real transcript).
+ALPHABETS: dict[str, str] = {
     "en": _LATIN,
     "de": _LATIN + "äöüß",
     "es": _LATIN + "áéíñóúü",
     "fr": _LATIN + "àâæçèéêëîïôùûüÿœ",
     "it": _LATIN + "àèéìíîòóùú",
     "pt": _LATIN + "àáâãçéêíóôõú",
-    "ru": "абвгдежзийклмнопрстуфхцчшщъыьэюяё",
+    "nl": _LATIN + "éëïóöüèáíú",
+    "pl": _LATIN + "ąćęłńóśźż",
+    "ca": _LATIN + "àçéèíïòóúü",
+    "cs": _LATIN + "áčďéěíňóřšťúůýž",
+    "sk": _LATIN + "áäčďéíĺľňóôŕšťúýž",
+    "sl": _LATIN + "čšž",
+    "hu": _LATIN + "áéíóöőúüű",
+    "fi": _LATIN + "åäöšž",
+    "sv": _LATIN + "åäöé",
+    "da": _LATIN + "æøåé",
+    "ro": _LATIN + "ăâîșț",
+    "lv": _LATIN + "āčēģīķļņšūž",
+    "lt": _LATIN + "ąčęėįšųūž",
+    "tr": _LATIN + "çğıöşü",
+    "id": _LATIN,
+    "is": _LATIN + "áðéíóúýþæö",
+    "vi": _vietnamese(),
+    "ru": _CYRILLIC_RU,
     "uk": "абвгґдеєжзиіїйклмнопрстуфхцчшщьюя",
+    "bg": "абвгдежзийклмнопрстуфхцчшщъьюя",
+    "mk": "абвгдѓежзѕијклљмнњопрстќуфхцчџш",
+    "el": "αβγδεζηθικλμνξοπρστυφχψωάέήίόύώϊϋΐΰς",
+    "ar": _ARABIC,
+    "fa": _ARABIC + "پچژگکی",
+    "ur": _ARABIC + "ٹڈڑںھہۂۓیےپچژگکٰ",
+    "he": _block(0x05B0, 0x05EA),
+    "hi": _block(0x0900, 0x094F) + _block(0x0955, 0x0963),
+    "bn": _block(0x0980, 0x09E3),
+    "ta": _block(0x0B80, 0x0BD7),
+    "ko": _block(0xAC00, 0xD7A3),
+    # The CJK Unified Ideographs block; the prep checks Han text with is_han.
+    "zh-cn": _HAN,
+    "zh-tw": _HAN,
+    "zh-hk": _HAN,
+    "yue": _HAN,
 }
+# Languages whose table is complete: the prep flags any other character.
+_CHECKED = frozenset({"en", "de", "es", "fr", "it", "pt", "ru", "uk"})
 
 _APOSTROPHES = str.maketrans({c: "'" for c in "\u2019\u2018`\u00b4\u02bc\u02b9"})
 _HYPHENS = "-\u2010\u2011\u2012\u2013\u2014\u2015\u2212"
@@ -269,10 +336,40 @@ def language_letters(language: str) -> str | None:
     True
     """
     lang = _base(language)
-    letters = _LETTERS.get(lang)
-    if letters is None:
+    if lang not in _CHECKED:
         return None
-    return letters + ("'" if lang in APOSTROPHE_LANGUAGES else "")
+    return ALPHABETS[lang] + ("'" if lang in APOSTROPHE_LANGUAGES else "")
+
+
+def alphabet(language: str) -> str:
+    """The lower-case letters (and combining marks) of ``language``.
+
+    Arguments
+    ---------
+    language : str
+        Common Voice locale (``"es"``, ``"sv-SE"``, ``"zh-HK"``).
+
+    Returns
+    -------
+    str
+        The letters, from :data:`ALPHABETS`.
+
+    Raises
+    ------
+    ValueError
+        No table for the language.
+
+    Example
+    -------
+    >>> alphabet("sv-SE")[-4:]
+    'åäöé'
+    """
+    lang = _base(language)
+    if lang not in ALPHABETS:
+        raise ValueError(
+            f"no alphabet for {language!r}; known: {', '.join(sorted(ALPHABETS))}"
+        )
+    return ALPHABETS[lang]
 
 
 def foreign_characters(text: str, language: str) -> set[str]:
@@ -367,6 +464,8 @@ def build_char_encoder(
     >>> build_char_encoder(["zzz"], path).lab2ind["c"]  # loaded, not rebuilt
     4
     """
+    from speechbrain.dataio.encoder import CTCTextEncoder
+
     encoder = CTCTextEncoder()
     encoder.insert_blank(BLANK, index=0)
     if save_path is None:
@@ -398,7 +497,7 @@ def build_char_encoder(
 def _save_atomically(encoder: CTCTextEncoder, path: str | os.PathLike) -> None:
     path = Path(path)
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    CTCTextEncoder.save(encoder, tmp)
+    type(encoder).save(encoder, tmp)
     os.replace(tmp, path)
 
 
@@ -617,6 +716,8 @@ def load_tokens(source) -> list[str]:
         if bad:
             raise TypeError(f"token list holds non-str items, e.g. {bad[0]!r}")
         return list(source)
+    from speechbrain.dataio.encoder import CategoricalEncoder, CTCTextEncoder
+
     if isinstance(source, CategoricalEncoder):
         return _encoder_tokens(source, type(source).__name__)
     if isinstance(source, spm.SentencePieceProcessor) or isinstance(

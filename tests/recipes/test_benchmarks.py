@@ -116,7 +116,8 @@ def test_convergence_reads_a_study_folder(run_script, tmp_path):
         from convergence import write_fixture
     finally:
         sys.path.remove(str(BENCHMARKS))
-    from xlt_plugin.study.report import convergence_ratio, read_metrics, valid_curve
+    from xlt_plugin.runs import read_metrics, valid_curve
+    from xlt_plugin.study.report import convergence_ratio
 
     write_fixture(tmp_path)
     # A transfer that never reaches scratch's best: a flat, high curve.

@@ -6,15 +6,17 @@ import re
 
 import pytest
 
+from xlt_plugin.runs import final_tests, is_finished, read_metrics
 from xlt_plugin.study import runner as study_mod
-from xlt_plugin.study.report import convergence_ratio, final_tests, read_metrics
+from xlt_plugin.study.report import convergence_ratio, corpus_sizes
 
 
 @pytest.fixture(scope="module")
 def tiny_study(tmp_path_factory):
     out = tmp_path_factory.mktemp("study")
-    report = study_mod.run_study("tiny", out, jobs=2, progress=False)
-    return out, report
+    result = study_mod.run_study("tiny", out, jobs=2, progress=False)
+    assert not result.failed, result.failed
+    return out, result.report
 
 
 def _row(report_text: str, *cells: str) -> list[str]:
@@ -29,7 +31,7 @@ def test_every_run_finished_and_report_has_every_section(tiny_study):
     out, report = tiny_study
     manifest = json.loads((out / "study.json").read_text())
     for run in manifest["runs"]:
-        assert study_mod.is_finished(out / "runs" / run["name"]), run["name"]
+        assert is_finished(out / "runs" / run["name"]), run["name"]
         kept = json.loads(
             (out / "runs" / run["name"] / study_mod.DEFINITION).read_text()
         )
@@ -95,9 +97,9 @@ def test_subset_keeps_dev_and_test(tmp_path, corpora):
         assert (sub / f"{split}.tsv").read_text() == (
             parent / f"{split}.tsv"
         ).read_text()
-    sizes = study_mod.corpus_sizes(sub)
+    sizes = corpus_sizes(sub)
     assert sizes["train"]["utterances"] == 4 and sizes["train"]["minutes"] > 0
-    assert sizes["dev"] == study_mod.corpus_sizes(parent)["dev"]
+    assert sizes["dev"] == corpus_sizes(parent)["dev"]
     with pytest.raises(ValueError, match="fewer than"):
         study_mod.make_subset(parent, tmp_path / "big", 10_000)
 

@@ -533,3 +533,52 @@ def test_trainable_summary_counts():
         "frozen": 0,
     }
     assert summary["children"]["encoder"]["frozen"] == blocks
+
+
+def test_layerwise_optimizer_keeps_speechbrains_weight_decay_groups():
+    from speechbrain.utils.optimizers import rm_vector_weight_decay
+
+    from xlt_plugin.freeze import LayerwiseOptimizer
+
+    model = make_model(num_blocks=2)
+    schedule = StagedUnfreezing("encoder", {2: "encoder.blocks.1"})
+    opt_class = LayerwiseOptimizer(
+        torch.optim.AdamW, model, lr=1.0, decay=0.5, unfreezing=schedule
+    )
+    # What Brain.init_optimizers passes with --remove_vector_weight_decay.
+    optimizer = opt_class(rm_vector_weight_decay(model))
+    groups = [
+        (g["name"], g["lr"], g.get("weight_decay"), len(g["params"]))
+        for g in optimizer.param_groups
+    ]
+    assert groups == [  # SpeechBrain's order: vectors (no decay) first
+        ("head", 1.0, 0.0, 1),  # the bias
+        ("head", 1.0, 0.01, 1),  # the weight matrix: AdamW's default decay
+        ("encoder.blocks.1", 0.25, 0.0, 3),  # layer 2, after encoder.epilogue
+        ("encoder.blocks.1", 0.25, 0.01, 1),
+    ]
+    held = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    assert all(id(p) not in held for p in model["encoder"].blocks[0].parameters())
+
+
+def test_unfreezing_epoch_counter_resumes_and_keeps_frozen_batchnorm_eval(tmp_path):
+    from speechbrain.utils.checkpoints import Checkpointer
+
+    from xlt_plugin.freeze import UnfreezingEpochCounter
+
+    model = make_model(num_blocks=2)
+    schedule = StagedUnfreezing("encoder", {3: "encoder.blocks.1"})
+    counter = UnfreezingEpochCounter(3, schedule, model, frozen_batchnorm_eval=True)
+    checkpointer = Checkpointer(tmp_path, {"counter": counter})
+    assert next(counter) == 1
+    checkpointer.save_checkpoint()
+    bn = model["encoder"].blocks[1].mconv[1]
+    model.train()
+    loss_on_random_batch(model)
+    assert not bn.training and not bn.weight.requires_grad
+    fresh = make_model(num_blocks=2)
+    resumed = UnfreezingEpochCounter(3, schedule, fresh)
+    Checkpointer(tmp_path, {"counter": resumed}).recover_if_possible()
+    assert [e for e in resumed] == [2, 3]
+    assert fresh["encoder"].blocks[1].mconv[0].weight.requires_grad
+    assert not fresh["encoder"].blocks[0].mconv[0].weight.requires_grad

@@ -429,3 +429,74 @@ def test_hook_in_place_for_every_head_kind(tmp_path, kind):
         else:  # fresh rows keep the recipe's own initialisation
             assert torch.equal(core_params(target)[0][t], untouched[t])
     assert hook.report.fresh == sum(1 for s in tmap.sources if not s)
+
+
+# --------------------------------------------------------------------------
+# A head saved inside a larger module
+
+
+def _saved_together(tmp_path, n_rows=None):
+    """encoder + head in one ModuleList checkpoint (keys 0.* and 1.w.*)."""
+    n_rows = len(EN) if n_rows is None else n_rows
+    torch.manual_seed(3)
+    encoder = torch.nn.Sequential(SBLinear(input_size=5, n_neurons=N_IN))
+    model = torch.nn.ModuleList([encoder, SBLinear(input_size=N_IN, n_neurons=n_rows)])
+    torch.save(model.state_dict(), tmp_path / "model.ckpt")
+    return model
+
+
+def test_hook_finds_the_head_inside_a_module_list(tmp_path):
+    model = _saved_together(tmp_path)
+    es = build_char_encoder(["el niño comió"])
+    es.save(tmp_path / "label_encoder.txt")  # the target as a recipe writes it
+    target = SBLinear(input_size=N_IN, n_neurons=len(es))
+    hook = RemapHeadHook(EN, tmp_path / "label_encoder.txt", strategy="exact,fold")
+    hook(target, tmp_path / "model.ckpt")
+    tokens = load_tokens(es)
+    x = torch.randn(2, 3, N_IN)
+    with torch.no_grad():
+        old, new = model[1](x), target(x)
+    torch.testing.assert_close(new[..., tokens.index("ñ")], old[..., EN.index("n")])
+    assert hook.report.fresh == 0 and hook.report.copied == len(tokens) - 1
+
+
+def test_hook_key_names_the_head_when_the_shape_is_ambiguous(tmp_path):
+    torch.manual_seed(4)
+    twins = torch.nn.ModuleList(
+        [SBLinear(input_size=N_IN, n_neurons=len(EN)) for _ in range(2)]
+    )
+    torch.save(twins.state_dict(), tmp_path / "model.ckpt")
+    target = SBLinear(input_size=N_IN, n_neurons=len(ES))
+    with pytest.raises(ValueError, match=r"several CTC head candidates.*0\.w\.weight"):
+        RemapHeadHook(EN, ES)(target, tmp_path / "model.ckpt")
+    for key in ("1", "1.w", "1.w.weight"):
+        RemapHeadHook(EN, ES, key=key)(target, tmp_path / "model.ckpt")
+        assert torch.equal(
+            target.w.weight[ES.index("a")], twins[1].w.weight[EN.index("a")]
+        )
+    with pytest.raises(ValueError, match="no key under '2'"):
+        RemapHeadHook(EN, ES, key="2")(target, tmp_path / "model.ckpt")
+
+
+def test_hook_without_a_head_of_the_source_size_names_the_weights(tmp_path):
+    _saved_together(tmp_path, n_rows=len(EN) + 2)
+    target = SBLinear(input_size=N_IN, n_neurons=len(ES))
+    with pytest.raises(
+        ValueError, match=r"no CTC head candidates.*1\.w\.weight \(31, 12\)"
+    ):
+        RemapHeadHook(EN, ES)(target, tmp_path / "model.ckpt")
+
+
+def test_hook_reads_a_conv1d_head_into_a_linear_one(tmp_path):
+    torch.manual_seed(5)
+    conv = torch.nn.Conv1d(N_IN, len(EN), 1)  # NeMo's decoder layer, saved raw
+    torch.save(
+        {
+            "decoder.decoder_layers.0.weight": conv.weight,
+            "decoder.decoder_layers.0.bias": conv.bias,
+        },
+        tmp_path / "w.ckpt",
+    )
+    target = SBLinear(input_size=N_IN, n_neurons=len(ES))
+    RemapHeadHook(EN, ES)(target, tmp_path / "w.ckpt")
+    assert torch.equal(target.w.weight[ES.index("b")], conv.weight[EN.index("b"), :, 0])

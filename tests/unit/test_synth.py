@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from xlt_plugin.data.commonvoice import CV_AGES, CV_COLUMNS, CV_GENDERS, CV_SPLITS
 from xlt_plugin.synth import corpus as synth_module
 from xlt_plugin.synth.corpus import (
-    CV_COLUMNS,
     ENGLISH_ACCENTS,
     PolyphaseResampler,
     SynthError,
@@ -25,8 +25,9 @@ from xlt_plugin.synth.texts import (
     domain_sentence,
     supported_locales,
 )
+from xlt_plugin.tokens import alphabet, language_letters
 
-SPLITS = ("train", "dev", "test")
+SPLITS = CV_SPLITS
 ENGLISH_FUNCTION_WORDS = {"the", "and", "of", "you", "with", "this", "that", "is"}
 
 
@@ -384,3 +385,16 @@ def test_espeak_reset_and_seed_make_breathy_voices_repeatable():
     first, other, again = say(1), say(2), say(1)
     assert np.array_equal(first, again)
     assert not np.array_equal(first, other)
+
+
+def test_letters_and_columns_come_from_their_owners():
+    # tokens owns each language's letters; data.commonvoice the Common Voice columns.
+    for locale, spec in LANGUAGES.items():
+        assert spec.letters == alphabet(locale), locale
+        checked = language_letters(locale)
+        if checked is not None:
+            assert set(checked) - {"'"} == set(spec.letters), locale
+    assert synth_module.CV_COLUMNS is CV_COLUMNS
+    assert not any(name.startswith("CV_") for name in synth_module.__all__)
+    speaker = synth_module.Speaker("en", "en-us", "f2", 150, 50, 50, 5)
+    assert speaker.gender in CV_GENDERS and speaker.age in CV_AGES

@@ -8,7 +8,9 @@ import sentencepiece as spm
 from speechbrain.dataio.encoder import CTCTextEncoder
 
 from xlt_plugin.tokens import (
+    ALPHABETS,
     BLANK,
+    alphabet,
     build_char_encoder,
     build_sentencepiece,
     foreign_characters,
@@ -102,6 +104,20 @@ def test_language_letters():
     assert language_letters("en-US") == language_letters("en")
     with pytest.raises(ValueError, match="locale"):
         language_letters("")
+
+
+def test_alphabet():
+    assert alphabet("sv-SE") == ALPHABETS["sv"] and "å" in alphabet("sv")
+    assert alphabet("zh-HK") == ALPHABETS["zh-hk"] and "们" in alphabet("zh-HK")
+    # The checked languages' letters are their alphabets (plus the apostrophe).
+    assert language_letters("de") == alphabet("de")
+    assert language_letters("fr") == alphabet("fr") + "'"
+    # Tables of other languages hold the common letters only: the prep checks
+    # those with the generic letter test, so a loanword letter is not flagged.
+    assert language_letters("nl") is None
+    assert foreign_characters("façade", "nl") == set()
+    with pytest.raises(ValueError, match="no alphabet for 'xx'"):
+        alphabet("xx")
 
 
 def test_every_letter_of_a_language_survives_normalisation():

@@ -36,6 +36,30 @@ from xlt_plugin.tokens import foreign_characters, normalize_text
 
 logger = logging.getLogger(__name__)
 
+#: Columns of a Common Voice v17 split file (``train.tsv``, ...), in order.
+CV_COLUMNS = (
+    "client_id",
+    "path",
+    "sentence_id",
+    "sentence",
+    "sentence_domain",
+    "up_votes",
+    "down_votes",
+    "age",
+    "gender",
+    "accents",
+    "variant",
+    "locale",
+    "segment",
+)
+#: The split files of a release, ``<split>.tsv``.
+CV_SPLITS = ("train", "dev", "test")
+#: Common Voice v17 vocabularies of the ``age`` and ``gender`` columns.
+CV_AGES = ("teens", "twenties", "thirties", "fourties", "fifties", "sixties")
+CV_GENDERS = ("male_masculine", "female_feminine")
+#: Written by ``xlt synth`` beside the tsv files: the corpus is synthetic, and how
+#: it was made. Readers (``xlt export``'s model card) look for it, not at voices.
+SYNTH_MARKER = "xlt_synth.json"
 #: Columns the prep needs; every other Common Voice column is optional (older
 #: releases lack ``sentence_id``, ``sentence_domain``, ``variant``, and call
 #: ``accents`` ``accent``).
@@ -212,7 +236,7 @@ def prepare_common_voice(
     data_folder: str | os.PathLike,
     save_folder: str | os.PathLike,
     language: str,
-    splits: Iterable[str] = ("train", "dev", "test"),
+    splits: Iterable[str] = CV_SPLITS,
     frames_per_second: float = 100.0,
     time_stride: int = 2,
     max_duration: float | None = None,

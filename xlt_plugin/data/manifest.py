@@ -25,7 +25,7 @@ import os
 import random
 from pathlib import Path
 
-from xlt_plugin.synth.corpus import CV_COLUMNS
+from xlt_plugin.data.commonvoice import CV_COLUMNS, CV_SPLITS
 
 ALIASES = {
     "path": ("path", "file", "audio", "wav", "audio_filepath"),
@@ -159,7 +159,7 @@ def manifest_to_common_voice(
     (out / "clips").mkdir(parents=True, exist_ok=True)
     counts = {}
     lines_by_split = {}
-    for split in ("train", "dev", "test"):
+    for split in CV_SPLITS:
         lines = ["\t".join(CV_COLUMNS)]
         for row in (r for r in rows if r["split"] == split):
             text = " ".join(str(row["text"]).split())

@@ -28,7 +28,6 @@ Authors
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -694,7 +693,9 @@ def evaluate_decoder(
     """
     import speechbrain as sb
     from speechbrain.utils.distributed import if_main_process
-    from speechbrain.utils.metric_stats import ErrorRateStats
+
+    from xlt_plugin.runs import append_metrics
+    from xlt_plugin.scoring import ErrorRates
 
     record = dict(record or {})
     record.setdefault("decoder", "beam" if decoder.beam > 1 else "greedy")
@@ -702,24 +703,17 @@ def evaluate_decoder(
     brain.modules.eval()
     for name, test_set in test_sets.items():
         start = time.time()
-        cer, wer = ErrorRateStats(), ErrorRateStats()
+        scores = ErrorRates()
         loader = brain.make_dataloader(
             test_set, sb.Stage.TEST, **dict(loader_kwargs or {})
         )
         for step, batch in enumerate(loader, start=1):
             with torch.no_grad():
                 log_probs, wav_lens = brain.compute_forward(batch, sb.Stage.TEST)
-            texts = decoder.batch(log_probs, wav_lens)
-            cer.append(batch.id, [list(t) for t in texts], [list(w) for w in batch.wrd])
-            wer.append(
-                batch.id, [t.split() for t in texts], [w.split() for w in batch.wrd]
-            )
+            scores.append(batch.id, decoder.batch(log_probs, wav_lens), batch.wrd)
             if getattr(brain, "debug", False) and step >= brain.debug_batches:
                 break
-        results[name] = {
-            "CER": cer.summarize("error_rate"),
-            "WER": wer.summarize("error_rate"),
-        }
+        results[name] = scores.summarize()
         line = {
             "epoch": brain.hparams.epoch_counter.current,
             "stage": "test",
@@ -732,7 +726,6 @@ def evaluate_decoder(
         }
         path = getattr(brain, "metrics_path", None)
         if path is not None and if_main_process():
-            with open(path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(line) + "\n")
+            append_metrics(path, line)
         logger.info("%s on %s: %s", record["decoder"], name, results[name])
     return results

@@ -5,6 +5,11 @@ Every number comes from a run folder (``metrics.jsonl``, ``remap_report.json``,
 ``REPORT.md`` (with ``study.json`` saying what each run is); ``xlt report
 RUN_DIR...`` writes a generic report for any run folders, e.g. real Common Voice
 runs.
+
+This module holds the statistics, tables, markdown and verdicts; run files are
+read through :mod:`xlt_plugin.runs`, figures drawn by
+:mod:`xlt_plugin.study.figures`, and the one number that needs a model run on
+audio (forgetting) comes from :mod:`xlt_plugin.study.evaluate`.
 """
 
 from __future__ import annotations
@@ -17,6 +22,19 @@ from pathlib import Path
 
 import torch
 
+from xlt_plugin.runs import (
+    final_tests,
+    model_dir,
+    read_metrics,
+    read_remap_report,
+    stage_lines,
+    trained_epochs,
+    valid_curve,
+    zero_shot_tests,
+)
+from xlt_plugin.study.evaluate import forgetting
+from xlt_plugin.study.figures import convergence_figure, dev_cer_figure
+
 SYNTHETIC_NOTE = (
     "All audio here is synthetic: espeak-ng voices written in Common Voice layout by "
     "`xlt synth`. The numbers show what the method does on this corpus; they are "
@@ -28,47 +46,13 @@ UNLEARNED_CER = 90.0
 
 
 # ------------------------------------------------------------------ run files
-def read_metrics(folder: Path) -> list[dict]:
-    """The run's ``metrics.jsonl`` records (empty when missing)."""
-    path = Path(folder) / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
-
-
-def final_tests(records: list[dict], decoder: str = "greedy") -> dict:
-    """Test set name -> final (fine-tuned) test record of one decoder."""
-    return {
-        r.get("test_set") or "test": r
-        for r in records
-        if r["stage"] == "test"
-        and not r.get("zero_shot")
-        and r.get("decoder", "greedy") == decoder
-    }
-
-
-def zero_shot_tests(records: list[dict]) -> dict:
-    """Test set name -> test record of the pretrained model before fine-tuning."""
-    return {
-        r.get("test_set") or "test": r
-        for r in records
-        if r["stage"] == "test"
-        and r.get("zero_shot")
-        and r.get("decoder", "greedy") == "greedy"
-    }
-
-
-def valid_curve(records: list[dict]) -> list[dict]:
-    """Validation records in epoch order (the last line of each epoch)."""
-    by_epoch = {r["epoch"]: r for r in records if r["stage"] == "valid"}
-    return [by_epoch[e] for e in sorted(by_epoch)]
-
-
 def parameter_count(folder: Path) -> int | None:
     """Parameters of the exported model (encoder + head)."""
+    from xlt_plugin.pretrained import ENCODER_FILE, HEAD_FILE
+
     total = 0
-    for name in ("model.ckpt", "head.ckpt"):
-        path = Path(folder) / "model" / name
+    for name in (ENCODER_FILE, HEAD_FILE):
+        path = model_dir(folder) / name
         if not path.exists():
             return None
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -82,7 +66,7 @@ def parameter_count(folder: Path) -> int | None:
 
 def seconds_per_epoch(records: list[dict]) -> float | None:
     """Mean training seconds per epoch."""
-    train = [r["seconds"] for r in records if r["stage"] == "train"]
+    train = [r["seconds"] for r in stage_lines(records, "train")]
     return statistics.mean(train) if train else None
 
 
@@ -153,76 +137,26 @@ def _elapsed_at(curve: list[dict], epoch: int | None) -> float | None:
     return None
 
 
-# ----------------------------------------------------------------- evaluation
-def evaluate_manifest(model, csv_file: str | Path, batch_size: int = 8) -> dict:
-    """Greedy CER/WER of a ``PretrainedCTC`` on a manifest (``wav``, ``wrd``).
+# --------------------------------------------------------------------- corpora
+def corpus_sizes(folder: Path) -> dict:
+    """Utterances and minutes per split of a Common Voice-layout folder.
 
-    Arguments
-    ---------
-    model : xlt_plugin.pretrained.PretrainedCTC
-    csv_file : path
-        A manifest written by the prep.
-    batch_size : int
-
-    Returns
-    -------
-    dict
-        ``{"CER": float, "WER": float, "utterances": int}``.
+    Minutes are None when ``clip_durations.tsv`` misses a clip of the split.
     """
-    from speechbrain.dataio.batch import PaddedBatch
-    from speechbrain.decoders import ctc_greedy_decode
-    from speechbrain.utils.metric_stats import ErrorRateStats
-
-    from xlt_plugin.data.pipeline import load_audio
-
-    with open(csv_file, encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f))
-    rate = model.config.get("features", {}).get("sample_rate", 16000)
-    cer, wer = ErrorRateStats(), ErrorRateStats()
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start : start + batch_size]
-        batch = PaddedBatch([{"sig": load_audio(r["wav"], rate)} for r in chunk])
-        wavs, lens = batch.sig
-        with torch.no_grad():
-            log_probs = model.log_probs(wavs, lens)
-        hyps = ctc_greedy_decode(log_probs, lens, blank_id=model.blank_index)
-        texts = ["".join(model.tokens[t] for t in seq) for seq in hyps]
-        ids = [r["ID"] for r in chunk]
-        cer.append(ids, [list(t) for t in texts], [list(r["wrd"]) for r in chunk])
-        wer.append(ids, [t.split() for t in texts], [r["wrd"].split() for r in chunk])
-    return {
-        "CER": cer.summarize("error_rate"),
-        "WER": wer.summarize("error_rate"),
-        "utterances": len(rows),
-    }
-
-
-def forgetting(base_dir: Path, xfer_dir: Path) -> dict:
-    """Source-language test CER of the base, before and after a transfer.
-
-    "After" runs the fine-tuned encoder under the base's own head, tokens and
-    features, on the base's own test manifest: how much of the source language
-    the transferred encoder still carries.
-
-    Arguments
-    ---------
-    base_dir, xfer_dir : Path
-        Output folders of the base run and of the transfer run.
-
-    Returns
-    -------
-    dict
-        ``before`` and ``after`` evaluation dicts.
-    """
-    from xlt_plugin.pretrained import ENCODER_FILE, load_pretrained
-
-    test_csv = Path(base_dir) / "save" / "test.csv"
-    model = load_pretrained(Path(base_dir) / "model")
-    before = evaluate_manifest(model, test_csv)
-    tuned = torch.load(Path(xfer_dir) / "model" / ENCODER_FILE, weights_only=True)
-    model.encoder.load_state_dict(tuned)
-    after = evaluate_manifest(model, test_csv)
-    return {"before": before, "after": after}
+    durations = {}
+    path = folder / "clip_durations.tsv"
+    if path.exists():
+        with open(path, encoding="utf-8") as f:
+            for row in csv.DictReader(f, delimiter="\t"):
+                durations[row["clip"]] = float(row["duration[ms]"]) / 1000
+    sizes = {}
+    for split in ("train", "dev", "test"):
+        with open(folder / f"{split}.tsv", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+        known = [durations[r["path"]] for r in rows if r["path"] in durations]
+        minutes = round(sum(known) / 60, 1) if len(known) == len(rows) else None
+        sizes[split] = {"utterances": len(rows), "minutes": minutes}
+    return sizes
 
 
 # ---------------------------------------------------------------------- format
@@ -288,10 +222,7 @@ class Study:
         return statistics.mean(t[key] for t in tests.values())
 
     def epochs(self, run: dict) -> int:
-        return max(
-            (r["epoch"] for r in self.records[run["name"]] if r["stage"] == "train"),
-            default=0,
-        )
+        return trained_epochs(self.records[run["name"]])
 
     def dev_cer(self, run: dict, epoch: int) -> float | None:
         """Dev CER after ``epoch`` epochs."""
@@ -301,8 +232,7 @@ class Study:
         return None
 
     def remap(self, run: dict) -> dict | None:
-        path = self.path(run["name"]) / "remap_report.json"
-        return json.loads(path.read_text()) if path.exists() else None
+        return read_remap_report(self.path(run["name"]))
 
 
 def _variant_label(variant: str) -> str:
@@ -550,8 +480,6 @@ def _train_minutes(study: Study, data: str) -> float | None:
     corpus = study.manifest["corpora"].get(data)
     if not corpus:
         return None
-    from xlt_plugin.study.runner import corpus_sizes
-
     try:
         return corpus_sizes(Path(corpus["folder"]))["train"]["minutes"]
     except FileNotFoundError:
@@ -559,11 +487,6 @@ def _train_minutes(study: Study, data: str) -> float | None:
 
 
 def _convergence_section(study: Study, figures: Path, verdicts: list) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     lines = ["## 5. Convergence", ""]
     rows, unlearned = [], []
     tasks = []
@@ -607,32 +530,12 @@ def _convergence_section(study: Study, figures: Path, verdicts: list) -> list[st
                     f"{ratio['ratio']:.2f}).",
                 )
             )
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        for variant, curve in curves.items():
-            label = _variant_label(variant)
-            axes[0].plot(
-                [r["epoch"] for r in curve],
-                [r["CER"] for r in curve],
-                marker="o",
-                label=label,
-            )
-            axes[1].plot(
-                [r["elapsed"] for r in curve],
-                [r["CER"] for r in curve],
-                marker="o",
-                label=label,
-            )
-        axes[0].set_xlabel("epoch")
-        axes[1].set_xlabel("training seconds")
-        for ax in axes:
-            ax.set_ylabel("dev CER (%)")
-            ax.grid(alpha=0.3)
-        axes[0].legend(fontsize=8)
-        fig.suptitle(f"{task}: {data} (synthetic speech)")
-        fig.tight_layout()
         name = f"convergence_{task}_{data}.png"
-        fig.savefig(figures / name, dpi=100)
-        plt.close(fig)
+        convergence_figure(
+            [(_variant_label(v), curve) for v, curve in curves.items()],
+            f"{task}: {data} (synthetic speech)",
+            figures / name,
+        )
         lines.append(f"![{task} {data}](figures/{name})")
         lines.append("")
     lines += _table(
@@ -673,7 +576,7 @@ def _freezing_section(study: Study) -> list[str]:
             continue
         name = "full fine-tuning" if label == "xfer" else _variant_label(label)
         secs = [seconds_per_epoch(study.records[r["name"]]) for r in group]
-        first = [x for x in study.records[group[0]["name"]] if x["stage"] == "train"]
+        first = stage_lines(study.records[group[0]["name"]], "train")
         rows.append(
             [
                 name,
@@ -728,8 +631,6 @@ def _forgetting_section(study: Study) -> list[str]:
 
 
 def _setup_section(study: Study) -> list[str]:
-    from xlt_plugin.study.runner import corpus_sizes
-
     lines = ["## Setup", "", SYNTHETIC_NOTE, ""]
     rows = []
     for name, corpus in study.manifest["corpora"].items():
@@ -769,7 +670,7 @@ def _setup_section(study: Study) -> list[str]:
                 _fmt(parameter_count(study.path(run["name"]))),
                 str(study.epochs(run)),
                 str(run["seed"]),
-                _fmt(sum(r["seconds"] for r in records if r["stage"] == "train"), 0),
+                _fmt(sum(r["seconds"] for r in stage_lines(records, "train")), 0),
             ]
         )
     lines += _table(
@@ -844,33 +745,24 @@ def write_run_report(run_dirs: list[str | Path], out: str | Path) -> Path:
     -------
     Path
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out = Path(out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    rows = []
-    fig, ax = plt.subplots(figsize=(6, 4))
+    rows, curves = [], []
     for folder in map(Path, run_dirs):
         records = read_metrics(folder)
         if not records:
             raise FileNotFoundError(f"{folder} has no metrics.jsonl: not a run folder")
         config = {}
-        if (folder / "model" / "config.json").exists():
-            config = json.loads((folder / "model" / "config.json").read_text())
+        if (model_dir(folder) / "config.json").exists():
+            config = json.loads((model_dir(folder) / "config.json").read_text())
         meta = config.get("metadata", {})
         tests, zero = final_tests(records), zero_shot_tests(records)
 
         def mean(d, k):
             return statistics.mean(t[k] for t in d.values()) if d else None
 
-        remap = folder / "remap_report.json"
-        mapped = ""
-        if remap.exists():
-            r = json.loads(remap.read_text())
-            mapped = f"{r['copied'] + r['averaged']}/{r['n_target'] - 1}"
+        r = read_remap_report(folder)
+        mapped = f"{r['copied'] + r['averaged']}/{r['n_target'] - 1}" if r else ""
         rows.append(
             [
                 folder.name,
@@ -880,28 +772,11 @@ def write_run_report(run_dirs: list[str | Path], out: str | Path) -> Path:
                 _fmt(mean(zero, "CER")),
                 _fmt(mean(tests, "CER")),
                 _fmt(mean(tests, "WER")),
-                str(
-                    max(
-                        (r["epoch"] for r in records if r["stage"] == "train"),
-                        default=0,
-                    )
-                ),
+                str(trained_epochs(records)),
             ]
         )
-        curve = valid_curve(records)
-        ax.plot(
-            [r["epoch"] for r in curve],
-            [r["CER"] for r in curve],
-            marker="o",
-            label=folder.name,
-        )
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("dev CER (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "figures" / "dev_cer.png", dpi=100)
-    plt.close(fig)
+        curves.append((folder.name, valid_curve(records)))
+    dev_cer_figure(curves, out / "figures" / "dev_cer.png")
     lines = ["# Runs", ""]
     lines += _table(
         [

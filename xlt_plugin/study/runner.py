@@ -13,7 +13,6 @@ checkpoint (the recipes do that by themselves).
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
@@ -24,10 +23,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from xlt_plugin.resources import recipes_folder
+from xlt_plugin.runs import final_tests, is_finished, read_metrics
+
 logger = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[2]
-RECIPES = REPO / "recipes"
+# The folder this xlt_plugin is imported from (a checkout, or site-packages): the
+# recipe subprocesses import the same package. The recipes: resources.py.
+IMPORT_ROOT = Path(__file__).resolve().parents[2]
 
 BASE_ACCENTS = "us,england,rp,nyc,lancashire,west_midlands"
 HELD_OUT_ACCENTS = "scotland,caribbean"
@@ -515,18 +518,6 @@ def run_folder(runs_dir: Path, run: Run) -> Path:
     return runs_dir / run.name
 
 
-def is_finished(folder: Path) -> bool:
-    """A run is finished when its metrics hold a final (not zero-shot) test line."""
-    metrics = folder / "metrics.jsonl"
-    if not metrics.exists() or not (folder / "model" / "config.json").exists():
-        return False
-    for line in metrics.read_text(encoding="utf-8").splitlines():
-        record = json.loads(line)
-        if record["stage"] == "test" and not record.get("zero_shot", False):
-            return True
-    return False
-
-
 def _flow(value) -> str:
     """A value as YAML flow text (what SpeechBrain's overrides parse)."""
     if value is None:
@@ -544,7 +535,7 @@ def _override_args(overrides: dict) -> list[str]:
 
 def command(run: Run, data: Path, runs_dir: Path) -> list[str]:
     """The exact command line of a run (what a user would type)."""
-    folder = RECIPES / run.recipe
+    folder = recipes_folder() / run.recipe
     cmd = [
         sys.executable,
         str(folder / "train.py"),
@@ -586,9 +577,9 @@ def execute(
     pending = [n for n in runs if n not in status]
     active: dict[str, tuple] = {}
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(
-        os.pathsep
-    )
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(IMPORT_ROOT), env.get("PYTHONPATH", "")]
+    ).rstrip(os.pathsep)
     bar = tqdm(
         total=len(runs),
         initial=len(status),
@@ -615,9 +606,8 @@ def execute(
             cmd = command(runs[name], folders[runs[name].data], runs_dir)
             log.write("$ " + " ".join(cmd) + "\n")
             log.flush()
-            proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO
-            )
+            # The user's working directory: relative --out paths mean what they typed.
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
             active[name] = (proc, log, time.time())
             pending.remove(name)
         time.sleep(0.5)
@@ -646,11 +636,39 @@ def execute(
 
 
 def _summary(folder: Path) -> str:
-    from xlt_plugin.study.report import final_tests, read_metrics
-
     tests = list(final_tests(read_metrics(folder)).values())
     cer = sum(r["CER"] for r in tests) / len(tests)
     return f"test CER {cer:5.1f} (best epoch {tests[-1]['epoch']})"
+
+
+@dataclass
+class StudyResult:
+    """What :func:`run_study` did: the report and each run's status.
+
+    Example
+    -------
+    >>> result = StudyResult("t", Path("REPORT.md"), {"a": "ok", "b": "failed"}, 2.0)
+    >>> result.failed, result.summary()
+    ({'b': 'failed'}, 'Study t: 1 runs ok, 1 not, 2.0 min. Report: REPORT.md')
+    """
+
+    profile: str
+    report: Path
+    status: dict[str, str]  # run name -> "ok" or why not
+    minutes: float
+
+    @property
+    def failed(self) -> dict[str, str]:
+        """Run name -> why it did not finish."""
+        return {k: v for k, v in self.status.items() if v != "ok"}
+
+    def summary(self) -> str:
+        """One line: runs ok and not, minutes, where the report is."""
+        failed = len(self.failed)
+        return (
+            f"Study {self.profile}: {len(self.status) - failed} runs ok, "
+            f"{failed} not, {self.minutes:.1f} min. Report: {self.report}"
+        )
 
 
 def write_manifest(profile: Profile, folders: dict, out: Path) -> Path:
@@ -670,27 +688,6 @@ def write_manifest(profile: Profile, folders: dict, out: Path) -> Path:
     return path
 
 
-def corpus_sizes(folder: Path) -> dict:
-    """Utterances and minutes per split of a Common Voice-layout folder.
-
-    Minutes are None when ``clip_durations.tsv`` misses a clip of the split.
-    """
-    durations = {}
-    path = folder / "clip_durations.tsv"
-    if path.exists():
-        with open(path, encoding="utf-8") as f:
-            for row in csv.DictReader(f, delimiter="\t"):
-                durations[row["clip"]] = float(row["duration[ms]"]) / 1000
-    sizes = {}
-    for split in ("train", "dev", "test"):
-        with open(folder / f"{split}.tsv", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-        known = [durations[r["path"]] for r in rows if r["path"] in durations]
-        minutes = round(sum(known) / 60, 1) if len(known) == len(rows) else None
-        sizes[split] = {"utterances": len(rows), "minutes": minutes}
-    return sizes
-
-
 def run_study(
     profile_name: str = "demo",
     out: str | os.PathLike = "results/study",
@@ -698,8 +695,11 @@ def run_study(
     threads: int = 1,
     seeds: int = 1,
     progress: bool = True,
-) -> Path:
-    """Synthesize, train, transfer, and write the report. Returns REPORT.md.
+) -> StudyResult:
+    """Synthesize, train, transfer, and write the report.
+
+    Runs that fail are reported in the result, not raised: the report is
+    written with what finished (``xlt study`` exits with status 1 then).
 
     Arguments
     ---------
@@ -718,7 +718,8 @@ def run_study(
 
     Returns
     -------
-    Path
+    StudyResult
+        The report, each run's status and the minutes it all took.
     """
     from xlt_plugin.study.report import write_report
 
@@ -733,34 +734,5 @@ def run_study(
     write_manifest(profile, folders, out)
     status = execute(profile, folders, out / "runs", jobs, threads, progress)
     report = write_report(out)
-    failed = {k: v for k, v in status.items() if v != "ok"}
     minutes = (time.time() - started) / 60
-    print(
-        f"Study {profile.name}: {len(status) - len(failed)} runs ok, "
-        f"{len(failed)} not, {minutes:.1f} min. Report: {report}"
-    )
-    for name, why in failed.items():
-        print(f"  {name}: {why}")
-    if failed:
-        raise SystemExit(1)
-    return report
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m xlt_plugin.study.runner [--profile demo] [--out results/study]``."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="demo", choices=sorted(PROFILES))
-    parser.add_argument("--out", default="results/study")
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--seeds", type=int, default=1)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    run_study(args.profile, args.out, args.jobs, args.threads, args.seeds)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return StudyResult(profile.name, report, status, minutes)

@@ -37,6 +37,13 @@ from typing import NamedTuple
 
 import numpy as np
 
+from xlt_plugin.data.commonvoice import (
+    CV_AGES,
+    CV_COLUMNS,
+    CV_GENDERS,
+    CV_SPLITS,
+    SYNTH_MARKER,
+)
 from xlt_plugin.synth.espeak import ESPEAK_SAMPLE_RATE, Espeak, EspeakError
 from xlt_plugin.synth.texts import (
     DOMAINS,
@@ -48,7 +55,6 @@ from xlt_plugin.synth.texts import (
 )
 
 __all__ = [
-    "CV_COLUMNS",
     "SAMPLE_RATE",
     "Accent",
     "ACCENTS",
@@ -60,28 +66,9 @@ __all__ = [
     "synthesize_corpus",
 ]
 
-#: Columns of a Common Voice v17 split file, in order.
-CV_COLUMNS = (
-    "client_id",
-    "path",
-    "sentence_id",
-    "sentence",
-    "sentence_domain",
-    "up_votes",
-    "down_votes",
-    "age",
-    "gender",
-    "accents",
-    "variant",
-    "locale",
-    "segment",
-)
-
 #: Sample rate of the written clips.
 SAMPLE_RATE = 16000
-SPLITS = ("train", "dev", "test")
-#: Written beside the tsv files: says the corpus is synthetic, and how it was made.
-SYNTH_MARKER = "xlt_synth.json"
+SPLITS = CV_SPLITS
 _OUR_FILES = {"clips", "validated.tsv", "clip_durations.tsv", SYNTH_MARKER} | {
     f"{split}.tsv" for split in SPLITS
 }
@@ -131,9 +118,8 @@ ACCENTS: dict[str, dict[str, Accent]] = {
 
 _MALE_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7")
 _FEMALE_VARIANTS = ("f1", "f2", "f3", "f4")
-# Common Voice v17 vocabularies of the age and gender columns.
-_AGES = ("teens", "twenties", "thirties", "fourties", "fifties", "sixties")
-_GENDERS = {"m": "male_masculine", "f": "female_feminine"}
+# Common Voice's gender label of an espeak-ng variant (m3 -> male_masculine).
+_GENDERS = {label[0]: label for label in CV_GENDERS}
 _LOCALE_PATTERN = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 
 
@@ -210,7 +196,7 @@ class Speaker:
     @property
     def age(self) -> str:
         """A plausible Common Voice age label, fixed by the client id."""
-        return _AGES[1 + int(self.client_id[:8], 16) % (len(_AGES) - 1)]
+        return CV_AGES[1 + int(self.client_id[:8], 16) % (len(CV_AGES) - 1)]
 
     @property
     def parameters(self) -> dict[str, int]:

@@ -20,6 +20,8 @@ import threading
 
 import numpy as np
 
+from xlt_plugin.extras import require
+
 __all__ = ["Espeak", "EspeakError", "ESPEAK_SAMPLE_RATE"]
 
 #: espeak-ng always synthesizes at this rate.
@@ -165,13 +167,7 @@ class Espeak:
 
     def _init(self, library_path: str | None, data_path: str | None) -> None:
         if library_path is None or data_path is None:
-            try:
-                import espeakng_loader
-            except ImportError as err:
-                raise EspeakError(
-                    "espeakng-loader is not installed; run "
-                    "`pip install espeakng-loader`"
-                ) from err
+            espeakng_loader = require("espeakng_loader", "espeak-ng speech synthesis")
             library_path = library_path or espeakng_loader.get_library_path()
             data_path = data_path or espeakng_loader.get_data_path()
         if not os.path.isfile(library_path):

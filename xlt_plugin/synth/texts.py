@@ -11,8 +11,8 @@ Three sources of text, all deterministic given a numpy random generator:
 * ``read_text_file``: one sentence per line, for any language espeak-ng reads.
 
 ``LANGUAGES`` is the table from a Common Voice locale to its espeak-ng voice,
-its wordfreq language and its letters; every locale in it goes through the
-same code.
+its wordfreq language and its letters (:data:`xlt_plugin.tokens.ALPHABETS`,
+their one owner); every locale in it goes through the same code.
 
 Authors
  * xlt_plugin contributors
@@ -30,6 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
+from xlt_plugin.extras import require
+from xlt_plugin.tokens import alphabet
+
 __all__ = [
     "LanguageSpec",
     "LANGUAGES",
@@ -43,24 +46,6 @@ __all__ = [
     "domain_sentence",
     "read_text_file",
 ]
-
-_LATIN = "abcdefghijklmnopqrstuvwxyz"
-_CYRILLIC_RU = "абвгдеёжзийклмнопрстуфхцчшщъыьэюя"
-
-
-def _block(start: int, end: int) -> str:
-    """Letters and combining marks of a Unicode block (digits and signs left out)."""
-    return "".join(
-        chr(c) for c in range(start, end + 1) if unicodedata.category(chr(c))[0] in "LM"
-    )
-
-
-def _vietnamese() -> str:
-    bases = ["a", "a\u0306", "a\u0302", "e", "e\u0302", "i", "o", "o\u0302"]
-    bases += ["o\u031b", "u", "u\u031b", "y"]
-    tones = ["", "\u0300", "\u0301", "\u0309", "\u0303", "\u0323"]
-    vowels = {unicodedata.normalize("NFC", b + t) for b in bases for t in tones}
-    return _LATIN + "đ" + "".join(sorted(vowels))
 
 
 @dataclass(frozen=True)
@@ -114,98 +99,56 @@ class LanguageSpec:
 _ZH_PUNCT = ("。", "？", "！", "，")
 _AR_PUNCT = (".", "؟", "!", "،")
 _IN_PUNCT = ("।", "?", "!", ",")
-_HAN = _block(0x4E00, 0x9FFF)
-_ARABIC = _block(0x0620, 0x064A)
+
+
+def _spec(locale: str, name: str, voice: str, wordfreq: str, *rest, **kw):
+    """A LanguageSpec with the language's letters from :mod:`xlt_plugin.tokens`."""
+    return LanguageSpec(locale, name, voice, wordfreq, alphabet(locale), *rest, **kw)
+
 
 _SPECS = [
-    LanguageSpec("en", "English", "en-us", "en", _LATIN, "'", "en"),
-    LanguageSpec("de", "German", "de", "de", _LATIN + "äöüß", "", "de"),
-    LanguageSpec("es", "Spanish", "es", "es", _LATIN + "áéíóúüñ", "", "es"),
-    LanguageSpec("fr", "French", "fr", "fr", _LATIN + "àâæçéèêëîïôœùûüÿ", "'", "fr"),
-    LanguageSpec("it", "Italian", "it", "it", _LATIN + "àèéìíîòóùú", "'", "it"),
-    LanguageSpec("pt", "Portuguese", "pt-br", "pt", _LATIN + "áâãàçéêíóôõú", "", "pt"),
-    LanguageSpec("nl", "Dutch", "nl", "nl", _LATIN + "éëïóöüèáíú", "'", "nl"),
-    LanguageSpec("pl", "Polish", "pl", "pl", _LATIN + "ąćęłńóśźż", "", "pl"),
-    LanguageSpec("ca", "Catalan", "ca", "ca", _LATIN + "àçéèíïòóúü", "'·", "ca"),
-    LanguageSpec("cs", "Czech", "cs", "cs", _LATIN + "áčďéěíňóřšťúůýž", "", "cs"),
-    LanguageSpec("sk", "Slovak", "sk", "sk", _LATIN + "áäčďéíĺľňóôŕšťúýž", "", "sk"),
-    LanguageSpec("sl", "Slovenian", "sl", "sl", _LATIN + "čšž", "", "sl"),
-    LanguageSpec("hu", "Hungarian", "hu", "hu", _LATIN + "áéíóöőúüű", "", "hu"),
-    LanguageSpec("fi", "Finnish", "fi", "fi", _LATIN + "åäöšž", "", "fi"),
-    LanguageSpec("sv-SE", "Swedish", "sv", "sv", _LATIN + "åäöé", "", "sv"),
-    LanguageSpec("da", "Danish", "da", "da", _LATIN + "æøåé", "", "da"),
-    LanguageSpec("ro", "Romanian", "ro", "ro", _LATIN + "ăâîșț", "", "ro"),
-    LanguageSpec("lv", "Latvian", "lv", "lv", _LATIN + "āčēģīķļņšūž", "", "lv"),
-    LanguageSpec("lt", "Lithuanian", "lt", "lt", _LATIN + "ąčęėįšųūž", "", "lt"),
-    LanguageSpec("tr", "Turkish", "tr", "tr", _LATIN + "çğıöşü", "'", "tr"),
-    LanguageSpec("id", "Indonesian", "id", "id", _LATIN, "", "id"),
-    LanguageSpec("is", "Icelandic", "is", "is", _LATIN + "áðéíóúýþæö", "", "is"),
-    LanguageSpec("vi", "Vietnamese", "vi", "vi", _vietnamese(), "", "vi"),
-    LanguageSpec("ru", "Russian", "ru", "ru", _CYRILLIC_RU, "", "ru"),
-    LanguageSpec(
-        "uk", "Ukrainian", "uk", "uk", "абвгґдеєжзиіїйклмнопрстуфхцчшщьюя", "'", "uk"
+    _spec("en", "English", "en-us", "en", "'", "en"),
+    _spec("de", "German", "de", "de", "", "de"),
+    _spec("es", "Spanish", "es", "es", "", "es"),
+    _spec("fr", "French", "fr", "fr", "'", "fr"),
+    _spec("it", "Italian", "it", "it", "'", "it"),
+    _spec("pt", "Portuguese", "pt-br", "pt", "", "pt"),
+    _spec("nl", "Dutch", "nl", "nl", "'", "nl"),
+    _spec("pl", "Polish", "pl", "pl", "", "pl"),
+    _spec("ca", "Catalan", "ca", "ca", "'·", "ca"),
+    _spec("cs", "Czech", "cs", "cs", "", "cs"),
+    _spec("sk", "Slovak", "sk", "sk", "", "sk"),
+    _spec("sl", "Slovenian", "sl", "sl", "", "sl"),
+    _spec("hu", "Hungarian", "hu", "hu", "", "hu"),
+    _spec("fi", "Finnish", "fi", "fi", "", "fi"),
+    _spec("sv-SE", "Swedish", "sv", "sv", "", "sv"),
+    _spec("da", "Danish", "da", "da", "", "da"),
+    _spec("ro", "Romanian", "ro", "ro", "", "ro"),
+    _spec("lv", "Latvian", "lv", "lv", "", "lv"),
+    _spec("lt", "Lithuanian", "lt", "lt", "", "lt"),
+    _spec("tr", "Turkish", "tr", "tr", "'", "tr"),
+    _spec("id", "Indonesian", "id", "id", "", "id"),
+    _spec("is", "Icelandic", "is", "is", "", "is"),
+    _spec("vi", "Vietnamese", "vi", "vi", "", "vi"),
+    _spec("ru", "Russian", "ru", "ru", "", "ru"),
+    _spec("uk", "Ukrainian", "uk", "uk", "'", "uk"),
+    _spec("bg", "Bulgarian", "bg", "bg"),
+    _spec("mk", "Macedonian", "mk", "mk"),
+    _spec("el", "Greek", "el", "el"),
+    _spec("ar", "Arabic", "ar", "ar", "", "ar", punctuation=_AR_PUNCT),
+    _spec("fa", "Persian", "fa", "fa", "", "fa", punctuation=_AR_PUNCT),
+    _spec("ur", "Urdu", "ur", "ur", punctuation=_AR_PUNCT),
+    _spec("he", "Hebrew", "he", "he", "", "he"),
+    _spec("hi", "Hindi", "hi", "hi", punctuation=_IN_PUNCT),
+    _spec("bn", "Bengali", "bn", "bn", "", "bn", punctuation=_IN_PUNCT),
+    _spec("ta", "Tamil", "ta", "ta"),
+    _spec("ko", "Korean", "ko", "ko", "", "ko"),
+    _spec("zh-CN", "Chinese (China)", "cmn", "zh", "", "zh", None, False, _ZH_PUNCT),
+    _spec("zh-TW", "Chinese (Taiwan)", "cmn", "zh", "", "zh", "s2tw", False, _ZH_PUNCT),
+    _spec(
+        "zh-HK", "Chinese (Hong Kong)", "yue", "zh", "", "zh", "s2hk", False, _ZH_PUNCT
     ),
-    LanguageSpec("bg", "Bulgarian", "bg", "bg", "абвгдежзийклмнопрстуфхцчшщъьюя"),
-    LanguageSpec("mk", "Macedonian", "mk", "mk", "абвгдѓежзѕијклљмнњопрстќуфхцчџш"),
-    LanguageSpec("el", "Greek", "el", "el", "αβγδεζηθικλμνξοπρστυφχψωάέήίόύώϊϋΐΰς"),
-    LanguageSpec("ar", "Arabic", "ar", "ar", _ARABIC, "", "ar", punctuation=_AR_PUNCT),
-    LanguageSpec(
-        "fa", "Persian", "fa", "fa", _ARABIC + "پچژگکی", "", "fa", punctuation=_AR_PUNCT
-    ),
-    LanguageSpec(
-        "ur", "Urdu", "ur", "ur", _ARABIC + "ٹڈڑںھہۂۓیےپچژگکٰ", punctuation=_AR_PUNCT
-    ),
-    LanguageSpec("he", "Hebrew", "he", "he", _block(0x05B0, 0x05EA), "", "he"),
-    LanguageSpec(
-        "hi",
-        "Hindi",
-        "hi",
-        "hi",
-        _block(0x0900, 0x094F) + _block(0x0955, 0x0963),
-        punctuation=_IN_PUNCT,
-    ),
-    LanguageSpec(
-        "bn",
-        "Bengali",
-        "bn",
-        "bn",
-        _block(0x0980, 0x09E3),
-        "",
-        "bn",
-        punctuation=_IN_PUNCT,
-    ),
-    LanguageSpec("ta", "Tamil", "ta", "ta", _block(0x0B80, 0x0BD7)),
-    LanguageSpec("ko", "Korean", "ko", "ko", _block(0xAC00, 0xD7A3), "", "ko"),
-    LanguageSpec(
-        "zh-CN", "Chinese (China)", "cmn", "zh", _HAN, "", "zh", None, False, _ZH_PUNCT
-    ),
-    LanguageSpec(
-        "zh-TW",
-        "Chinese (Taiwan)",
-        "cmn",
-        "zh",
-        _HAN,
-        "",
-        "zh",
-        "s2tw",
-        False,
-        _ZH_PUNCT,
-    ),
-    LanguageSpec(
-        "zh-HK",
-        "Chinese (Hong Kong)",
-        "yue",
-        "zh",
-        _HAN,
-        "",
-        "zh",
-        "s2hk",
-        False,
-        _ZH_PUNCT,
-    ),
-    LanguageSpec(
-        "yue", "Cantonese", "yue", "zh", _HAN, "", "zh", "s2hk", False, _ZH_PUNCT
-    ),
+    _spec("yue", "Cantonese", "yue", "zh", "", "zh", "s2hk", False, _ZH_PUNCT),
 ]
 
 #: Common Voice locale -> LanguageSpec, for every locale that both espeak-ng
@@ -394,13 +337,11 @@ def build_vocabulary(locale: str, size: int = 3000) -> tuple[str, ...]:
     >>> len(words), "die" in words, "the" in words
     (500, True, False)
     """
-    import wordfreq
-
+    wordfreq = require("wordfreq", "the word lists of the embedded corpus")
     spec = get_language(locale)
     converter = None
     if spec.opencc:
-        import opencc
-
+        opencc = require("opencc", f"{spec.name} text (Traditional characters)")
         converter = opencc.OpenCC(spec.opencc)
     english_share = None
     if spec.latin and spec.wordfreq != "en":

@@ -1,0 +1,80 @@
+"""Running models on audio for the study: scores on a manifest, and forgetting.
+
+The report (:mod:`xlt_plugin.study.report`) reads numbers; this module makes
+the only ones it cannot read from a run folder: the source-language scores of a
+fine-tuned encoder under its base's head (:func:`forgetting`).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import torch
+
+from xlt_plugin.runs import model_dir
+from xlt_plugin.scoring import ErrorRates
+
+
+def evaluate_manifest(model, csv_file: str | Path, batch_size: int = 8) -> dict:
+    """Greedy CER/WER of a ``PretrainedCTC`` on a manifest (``wav``, ``wrd``).
+
+    Arguments
+    ---------
+    model : xlt_plugin.pretrained.PretrainedCTC
+    csv_file : path
+        A manifest written by the prep.
+    batch_size : int
+
+    Returns
+    -------
+    dict
+        ``{"CER": float, "WER": float, "utterances": int}``.
+    """
+    from speechbrain.dataio.batch import PaddedBatch
+    from speechbrain.decoders import ctc_greedy_decode
+
+    from xlt_plugin.data.pipeline import load_audio
+
+    with open(csv_file, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    rate = model.config.get("features", {}).get("sample_rate", 16000)
+    scores = ErrorRates()
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        batch = PaddedBatch([{"sig": load_audio(r["wav"], rate)} for r in chunk])
+        wavs, lens = batch.sig
+        with torch.no_grad():
+            log_probs = model.log_probs(wavs, lens)
+        hyps = ctc_greedy_decode(log_probs, lens, blank_id=model.blank_index)
+        texts = ["".join(model.tokens[t] for t in seq) for seq in hyps]
+        scores.append([r["ID"] for r in chunk], texts, [r["wrd"] for r in chunk])
+    return {**scores.summarize(), "utterances": len(rows)}
+
+
+def forgetting(base_dir: Path, xfer_dir: Path) -> dict:
+    """Source-language test CER of the base, before and after a transfer.
+
+    "After" runs the fine-tuned encoder under the base's own head, tokens and
+    features, on the base's own test manifest: how much of the source language
+    the transferred encoder still carries.
+
+    Arguments
+    ---------
+    base_dir, xfer_dir : Path
+        Output folders of the base run and of the transfer run.
+
+    Returns
+    -------
+    dict
+        ``before`` and ``after`` evaluation dicts.
+    """
+    from xlt_plugin.pretrained import load_pretrained
+
+    test_csv = Path(base_dir) / "save" / "test.csv"
+    model = load_pretrained(model_dir(base_dir))
+    before = evaluate_manifest(model, test_csv)
+    tuned = load_pretrained(model_dir(xfer_dir))
+    model.encoder.load_state_dict(tuned.encoder.state_dict())
+    after = evaluate_manifest(model, test_csv)
+    return {"before": before, "after": after}
