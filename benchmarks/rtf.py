@@ -4,24 +4,38 @@ For each encoder (``quartznet15x5``, the paper's model, and ``quartznet_small``,
 the CPU study's base) it prints the real-time factor (compute seconds per audio
 second; lower is faster) of
 
-- the acoustic model alone (fbank, normalisation, encoder, CTC head),
-- greedy decoding, CTC prefix beam search, and beam search + a 3-gram LM
-  (decoding time only, on the model's log-probabilities),
+- the acoustic model alone (fbank, normalisation, encoder, CTC head), as mean
+  +- standard deviation over ``--repeats`` timed runs,
+- greedy decoding, and CTC beam search without and with a 3-gram LM by both
+  engines side by side, on the same log-probabilities: SpeechBrain's
+  pure-Python prefix search (``python``) and flashlight-text's compiled one
+  (``flashlight``, through torchaudio), with the ratio python / flashlight,
 
 then the physical floor: multiply-accumulates of every convolution and of the
 head, counted per frame with forward hooks, times frames per second, times 2
 (FLOPs), divided by the measured single-precision matmul rate (a large sgemm
-timed with torch). The ratio measured / floor says how much of the machine the
-acoustic model uses.
+timed with torch). The ratio measured / floor (mean +- sd over the repeats)
+says how much of the machine the acoustic model uses.
 
 Weights are random (nothing is downloaded): the acoustic timings are those of a
 trained model, but a random model's posteriors are flat, so beam search keeps
 every token alive and its timings are an upper bound (a trained model's peaky
-posteriors let ``token_prune_min_logp`` prune most tokens). Give ``--model DIR``
-to time a trained model instead. Numbers are printed, never asserted.
+posteriors let ``token_prune_min_logp`` prune most tokens).
+
+Give ``--model DIR`` to time a trained model too, and ``--test-csv`` (a recipe's
+``save/test.csv``: ``wav``, ``wrd``, optionally ``sentence_domain``) to decode
+its test set with both engines: the decoding RTF over the whole set (CPU
+seconds of the one decoding thread per audio second, the figure least disturbed
+by other jobs; wall time beside it), the ratio, and the WER of each engine per
+domain. The LM is ``--lm`` or, by default, a
+3-gram built from ``--train-csv``'s transcripts (as the Domain recipe does).
+Lines ``RESULT <name>: <value> (target ...)`` carry the figures of issue 16:
+beam 16 + 3-gram LM at RTF <= 0.03 with a WER no worse than the Python
+decoder's.
 
 Usage:
-    python benchmarks/rtf.py [--seconds 10] [--beam 16] [--model DIR]
+    python benchmarks/rtf.py [--seconds 10] [--beam 16] [--repeats 5]
+        [--model DIR [--test-csv CSV --train-csv CSV | --lm LM.arpa]] [--quick]
 """
 
 from __future__ import annotations
@@ -106,13 +120,35 @@ def sgemm_flops(n: int = 2048, repeats: int = 5) -> float:
 
 def timed(fn, repeats: int) -> float:
     """Best wall time of ``repeats`` calls (after one warm-up call)."""
+    return min(timings(fn, repeats))
+
+
+def timings(fn, repeats: int) -> list[float]:
+    """Wall time of each of ``repeats`` calls (after one warm-up call)."""
     fn()
-    best = float("inf")
-    for _ in range(repeats):
+    out = []
+    for _ in range(max(1, repeats)):
         start = time.perf_counter()
         fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def mean_sd(values) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    values = np.asarray(list(values), dtype=float)
+    sd = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    return float(values.mean()), sd
+
+
+ENGINES = ("python", "flashlight")
+
+
+def engines_available() -> tuple[str, ...]:
+    """The beam engines this machine can run (flashlight needs its package)."""
+    from xlt_plugin.decode.flashlight import flashlight_available
+
+    return ENGINES if flashlight_available() else ("python",)
 
 
 def domain_lm(path: str, sentences: int = 2000) -> str:
@@ -129,56 +165,195 @@ def domain_lm(path: str, sentences: int = 2000) -> str:
 def measure(name: str, model: PretrainedCTC, args, lm_path: str, peak: float):
     wav = torch.randn(1, int(args.seconds * SAMPLE_RATE)) * 0.1
     with torch.no_grad():
-        acoustic = timed(lambda: model.log_probs(wav, torch.ones(1)), args.repeats)
+        runs = timings(lambda: model.log_probs(wav, torch.ones(1)), args.repeats)
         log_probs = model.log_probs(wav, torch.ones(1))[0]
-    decoders = {
-        "greedy": CTCDecoder(model.tokens, model.blank_index),
-        f"beam {args.beam}": CTCDecoder(model.tokens, model.blank_index, args.beam),
-        f"beam {args.beam} + 3-gram LM": CTCDecoder(
-            model.tokens, model.blank_index, args.beam, lm=lm_path
-        ),
-    }
     params = sum(p.numel() for p in model.encoder.parameters())
     flops = count_flops_per_second(model)
     floor = flops / peak
-    rtf = acoustic / args.seconds
+    rtf, rtf_sd = mean_sd(t / args.seconds for t in runs)
+    ratio, ratio_sd = mean_sd(t / args.seconds / floor for t in runs)
     print(f"\n{name}: {params / 1e6:.2f}M encoder parameters, {args.seconds:g} s audio")
-    print(f"  acoustic model      RTF {rtf:.3g}")
-    for label, decoder in decoders.items():
-        seconds = timed(lambda d=decoder: d(log_probs), 1 if "beam" in label else 3)
-        print(
-            f"  decode {label:<24} RTF {seconds / args.seconds:.3g}   "
-            f"total {(acoustic + seconds) / args.seconds:.3g}"
-        )
+    print(
+        f"  acoustic model      RTF {rtf:.3g} +- {rtf_sd:.2g} "
+        f"(mean +- sd over {len(runs)} repeats)"
+    )
+    greedy = CTCDecoder(model.tokens, model.blank_index)
+    seconds = timed(lambda: greedy(log_probs), 3)
+    print(
+        f"  decode greedy                         RTF {seconds / args.seconds:.3g}   "
+        f"total {(rtf * args.seconds + seconds) / args.seconds:.3g}"
+    )
+    beam_rtf = {}
+    for label, lm in (
+        (f"beam {args.beam}", None),
+        (f"beam {args.beam} + 3-gram LM", lm_path),
+    ):
+        for engine in engines_available():
+            decoder = CTCDecoder(
+                model.tokens, model.blank_index, args.beam, lm=lm, decoder=engine
+            )
+            repeats = 1 if engine == "python" else args.repeats
+            seconds = timed(lambda d=decoder: d(log_probs), repeats)
+            beam_rtf[label, engine] = seconds / args.seconds
+            print(
+                f"  decode {label:<24} {engine:<10} RTF "
+                f"{seconds / args.seconds:.3g}   "
+                f"total {(rtf * args.seconds + seconds) / args.seconds:.3g}"
+            )
+        if len(engines_available()) == 2:
+            speedup = beam_rtf[label, "python"] / beam_rtf[label, "flashlight"]
+            print(f"  {label}: python / flashlight RTF = {speedup:.1f}x")
     print(
         f"  {flops / 1e9:.2f} GFLOP per audio second (convolutions + head); "
         f"floor RTF at {peak / 1e9:.0f} GFLOP/s = {floor:.3g}; "
-        f"measured / floor = {rtf / floor:.1f}x"
+        f"measured / floor = {ratio:.2f} +- {ratio_sd:.2f}x "
+        f"(mean +- sd over {len(runs)} repeats)"
     )
+    return {"acoustic_vs_floor": ratio, "beam": beam_rtf}
+
+
+def read_manifest(path: str) -> list[dict]:
+    """Rows of a recipe manifest (``wav``, ``wrd``, optional ``sentence_domain``)."""
+    import csv
+
+    with open(path, encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def compare_on_test_set(model: PretrainedCTC, args, lm_path: str) -> dict:
+    """Decode a test set with both engines: RTF over the set, WER per domain."""
+    from xlt_plugin.data.pipeline import load_audio
+    from xlt_plugin.scoring import ErrorRates
+
+    rows = read_manifest(args.test_csv)
+    if args.limit:
+        rows = rows[: args.limit]
+    rate = int(model.config["features"]["sample_rate"])
+    utterances, audio_seconds, acoustic = [], 0.0, 0.0
+    with torch.no_grad():
+        for row in rows:
+            wav = load_audio(row["wav"], rate)
+            audio_seconds += len(wav) / rate
+            start = time.perf_counter()
+            log_probs = model.log_probs(wav.unsqueeze(0), torch.ones(1))[0]
+            acoustic += time.perf_counter() - start
+            domain = row.get("sentence_domain") or "all"
+            utterances.append(
+                (row.get("ID", str(len(utterances))), domain, row["wrd"], log_probs)
+            )
+    domains = sorted({d for _, d, _, _ in utterances})
+    print(
+        f"\ntest set {args.test_csv}: {len(utterances)} utterances, "
+        f"{audio_seconds:.1f} s audio, domains {', '.join(domains)}; "
+        f"acoustic RTF {acoustic / audio_seconds:.3g}"
+    )
+    out = {}
+    setups = [("greedy", 1, None)]
+    setups += [(f"beam {args.beam}", args.beam, None)]
+    setups += [(f"beam {args.beam} + LM", args.beam, lm_path)]
+    for label, beam, lm in setups:
+        for engine in engines_available() if beam > 1 else ("greedy",):
+            decoder = CTCDecoder(
+                model.tokens, model.blank_index, beam, lm=lm,
+                lm_weight=args.lm_weight, word_bonus=args.word_bonus,
+                decoder=engine if beam > 1 else "auto",
+            )  # fmt: skip
+            scores = {d: ErrorRates() for d in [*domains, "all"]}
+            start, cpu = time.perf_counter(), time.process_time()
+            texts = [decoder(lp) for _, _, _, lp in utterances]
+            wall = time.perf_counter() - start
+            # One thread decodes: CPU time is the figure other jobs disturb least.
+            seconds = time.process_time() - cpu
+            for (uid, domain, ref, _), text in zip(utterances, texts, strict=True):
+                for key in (domain, "all"):
+                    scores[key].append([uid], [text], [ref])
+            wer = {d: scores[d].summarize()["WER"] for d in scores}
+            out[label, engine] = {"rtf": seconds / audio_seconds, "wer": wer}
+            per_domain = ", ".join(f"{d} {wer[d]:.2f}" for d in domains)
+            print(
+                f"  {label:<16} {engine:<10} decode RTF {seconds / audio_seconds:.4f}"
+                f" cpu ({wall / audio_seconds:.4f} wall)"
+                f"   WER % all {wer['all']:.2f} ({per_domain})"
+            )
+        if beam > 1 and len(engines_available()) == 2:
+            py, fl = out[label, "python"], out[label, "flashlight"]
+            print(
+                f"  {label}: python / flashlight RTF = {py['rtf'] / fl['rtf']:.1f}x; "
+                f"WER flashlight - python = {fl['wer']['all'] - py['wer']['all']:+.2f}"
+            )
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="audio length")
     parser.add_argument("--beam", type=int, default=16, help="beam width")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats")
     parser.add_argument("--model", help="also time a trained model folder")
+    parser.add_argument("--test-csv", help="decode this manifest with --model")
+    parser.add_argument("--train-csv", help="build the 3-gram LM from its wrd")
+    parser.add_argument("--lm", help="ARPA LM for the test set (else --train-csv)")
+    parser.add_argument("--lm-weight", type=float, default=0.5, help="alpha (0.5)")
+    parser.add_argument("--word-bonus", type=float, default=1.0, help="beta (1.0)")
+    parser.add_argument("--limit", type=int, help="first N test utterances only")
+    parser.add_argument(
+        "--quick", action="store_true", help="2 s of audio, small model only"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.repeats = 2.0, 2
+    if args.test_csv and not args.model:
+        parser.error("--test-csv needs --model")
     torch.set_grad_enabled(False)
     print(
         f"cpus: {os.cpu_count()}, torch threads: {torch.get_num_threads()}, "
-        f"load average: {os.getloadavg()[0]:.2f}"
+        f"load average: {os.getloadavg()[0]:.2f}, "
+        f"beam engines: {', '.join(engines_available())}"
     )
     peak = sgemm_flops()
     print(f"sgemm 2048^3: {peak / 1e9:.1f} GFLOP/s")
+    results = {}
+    presets = (
+        ("quartznet_small",) if args.quick else ("quartznet15x5", "quartznet_small")
+    )
     with tempfile.TemporaryDirectory() as tmp:
         lm_path = domain_lm(os.path.join(tmp, "lm.arpa"))
-        for preset in ("quartznet15x5", "quartznet_small"):
+        for preset in presets:
             model = random_model(preset)
-            measure(f"{preset} (random weights)", model, args, lm_path, peak)
+            results[preset] = measure(
+                f"{preset} (random weights)", model, args, lm_path, peak
+            )
+        test = None
         if args.model:
             model = load_pretrained(args.model)
             measure(f"{args.model} (trained)", model, args, lm_path, peak)
+            if args.test_csv:
+                test_lm = args.lm
+                if test_lm is None and args.train_csv:
+                    test_lm = os.path.join(tmp, "train_3gram.arpa")
+                    sentences = [r["wrd"] for r in read_manifest(args.train_csv)]
+                    estimate_kneser_ney(sentences, order=3).write(test_lm)
+                    print(f"\n3-gram LM of {len(sentences)} training transcripts")
+                test = compare_on_test_set(model, args, test_lm or lm_path)
+    first = results[presets[0]]
+    print()
+    print(
+        f"RESULT acoustic_vs_floor_{presets[0]}: "
+        f"{first['acoustic_vs_floor']:.3g} (target -)"
+    )
+    label = f"beam {args.beam} + 3-gram LM"
+    if test is not None:
+        key = f"beam {args.beam} + LM"
+        if (key, "flashlight") in test:
+            fl, py = test[key, "flashlight"], test[key, "python"]
+            print(f"RESULT beam_lm_rtf_flashlight: {fl['rtf']:.4g} (target <= 0.03)")
+            print(f"RESULT beam_lm_speedup: {py['rtf'] / fl['rtf']:.3g} (target > 1)")
+            delta = fl["wer"]["all"] - py["wer"]["all"]
+            print(f"RESULT beam_lm_wer_delta: {delta:.3g} (target <= 0)")
+    elif (label, "flashlight") in first["beam"]:
+        fl, py = first["beam"][label, "flashlight"], first["beam"][label, "python"]
+        print(f"RESULT beam_lm_rtf_flashlight: {fl:.4g} (target <= 0.03)")
+        print(f"RESULT beam_lm_speedup: {py / fl:.3g} (target > 1)")
 
 
 if __name__ == "__main__":

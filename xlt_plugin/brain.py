@@ -27,7 +27,11 @@ import speechbrain as sb
 import torch
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
-from xlt_plugin.freeze import LayerwiseOptimizer, set_frozen_batchnorm_eval
+from xlt_plugin.freeze import (
+    LayerwiseOptimizer,
+    head_only_warm_start,
+    set_frozen_batchnorm_eval,
+)
 from xlt_plugin.resume import (
     RandomStates,
     RunClock,
@@ -99,6 +103,7 @@ class TransferSettings:
     ``unfreezing``          None             a ``xlt_plugin.freeze.StagedUnfreezing``
     ``augmentation``        None             applied to the features in training
     ``pretrained_path``     None             start from this model (remapped head)
+    ``pretrainer``          None             a ``Pretrainer`` that loads the base model
     ``remap_strategy``      ``"exact"``      see ``xlt_plugin/remap.py``
     ``output_folder``       None             where ``metrics.jsonl`` is written
     ``save_folder``         None             where the pretrained files are kept
@@ -109,7 +114,26 @@ class TransferSettings:
     ``test_wer_file``       None             per-utterance WER report of the test
     ``sample_rate``         16000            for the out-of-memory message
     ``hop_length``          10               ms per feature frame (same)
+    ``head_calibration``    ``"none"``       copied rows: ``rescale``/``temperature``
+    ``head_blend_alpha``    1.0              copied rows: alpha*copied + (1-alpha)*fresh
+    ``copy_blank``          True             False: the blank row starts fresh
+    ``head_lr_multiplier``  1.0              the head's lr = ``lr`` times this
+    ``head_warmup_ratio``   None             the head's own warmup ratio
+    ``head_only_epochs``    0                train only the head for N epochs first
+    ``calibration_batches`` 4                training batches that fit the temperature
+    ``replay_data_folder``  None             rehearsal: a source corpus (CV layout)
+    ``replay_ratio``        0.0              source share of each training batch
+    ``average_alpha``       None             average with the base (a number, ``auto``)
+    ``average_grid``        None             alphas tried by ``auto`` (None: 0.2..1.0)
+    ``average_batchnorm``   ``"average"``    or ``recompute`` the BatchNorm statistics
+    ``average_recompute_batches`` 20         batches for ``recompute``
+    ``adapter_dim``         0                bottleneck adapters (0: none)
+    ``adapter_train_batchnorm`` False        BatchNorm trainable beside the adapters
     ======================  ===============  ===========================================
+
+    The last eight (continuous learning, DESIGN.md) are read by the recipe
+    steps (:mod:`xlt_plugin.recipe`: ``common_voice_data``, ``use_adapters``,
+    ``average_with_base``), before and after the Brain's own work.
 
     Objects the Brain calls on every batch or epoch are read from ``hparams``
     where used, like its ``modules``: ``compute_features`` (required unless the
@@ -137,6 +161,7 @@ class TransferSettings:
     unfreezing: Any = None
     augmentation: Any = None
     pretrained_path: Any = None
+    pretrainer: Any = None
     remap_strategy: str = "exact"
     output_folder: Any = None
     save_folder: Any = None
@@ -147,6 +172,24 @@ class TransferSettings:
     test_wer_file: Any = None
     sample_rate: int = 16000
     hop_length: float = 10
+    # Remedies for a remapped head (xlt_plugin/remap.py, adjust_rows and
+    # fit_temperature; xlt_plugin/freeze.py). Off by default. With a
+    # `pretrainer` the YAML hands the first three to its RemapHeadHook.
+    head_calibration: str = "none"
+    head_blend_alpha: float = 1.0
+    copy_blank: bool = True
+    head_lr_multiplier: float = 1.0
+    head_warmup_ratio: Any = None
+    head_only_epochs: int = 0
+    calibration_batches: int = 4
+    replay_data_folder: Any = None
+    replay_ratio: float = 0.0
+    average_alpha: Any = None
+    average_grid: Any = None
+    average_batchnorm: str = "average"
+    average_recompute_batches: int = 20
+    adapter_dim: int = 0
+    adapter_train_batchnorm: bool = False
 
     @classmethod
     def from_hparams(cls, hparams) -> TransferSettings:
@@ -206,6 +249,9 @@ class CTCTransferBrain(sb.Brain):
         super().__init__(*args, **kwargs)
         self.settings = TransferSettings.from_hparams(getattr(self, "hparams", None))
         settings = self.settings
+        settings.unfreezing = head_only_warm_start(
+            settings.head_only_epochs, settings.unfreezing
+        )
         if self.opt_class is not None and not isinstance(
             self.opt_class, LayerwiseOptimizer
         ):
@@ -215,6 +261,7 @@ class CTCTransferBrain(sb.Brain):
                 lr=settings.lr,
                 decay=settings.lr_decay,
                 unfreezing=settings.unfreezing,
+                head_lr_multiplier=settings.head_lr_multiplier,
             )
         if settings.unfreezing is not None and settings.unfreezing.frozen:
             # DDP must tolerate the parameters a schedule keeps without gradients.
@@ -249,14 +296,23 @@ class CTCTransferBrain(sb.Brain):
 
     # ------------------------------------------------------------------ model
     def compute_forward(self, batch, stage):
-        """Waveforms -> CTC log-probabilities and relative lengths."""
+        """Waveforms -> CTC log-probabilities and relative lengths.
+
+        The batch's lengths reach a featurizer that takes them (NeMo's), whose
+        valid frames then give the encoder's lengths; SpeechBrain's ``Fbank``
+        takes none and is called as before. A featurizer that normalises itself
+        (NeMo's ``per_feature``) is not normalised again.
+        """
+        from xlt_plugin.lobes.nemo_features import featurize, normalizes_itself
+
         batch = batch.to(self.device)
+        featurizer = getattr(self.hparams, "compute_features", None)
         if hasattr(batch, "feats"):  # features cached by the data pipeline
             feats, wav_lens = batch.feats
         else:
             wavs, wav_lens = batch.sig
-            feats = self.hparams.compute_features(wavs)
-        if "normalize" in self.modules:
+            feats, wav_lens = featurize(featurizer, wavs, wav_lens)
+        if "normalize" in self.modules and not normalizes_itself(featurizer):
             feats = self.modules.normalize(feats, wav_lens)
         augment = self.settings.augmentation
         if stage == sb.Stage.TRAIN and augment is not None:
@@ -414,6 +470,7 @@ class CTCTransferBrain(sb.Brain):
         loader = super().make_dataloader(dataset, stage, *args, **kwargs)
         if stage == sb.Stage.TRAIN:
             self.steps_per_epoch = len(loader)
+            self.train_loader = loader  # for the head's temperature (if any)
         return loader
 
     def init_optimizers(self):
@@ -439,14 +496,23 @@ class CTCTransferBrain(sb.Brain):
             settings.unfreezing.apply(self.modules, epoch=1)
         epochs = settings.number_of_epochs
         steps = (self.steps_per_epoch or 1) * epochs // self.grad_accumulation_factor
-        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer,
-            WarmupCosine(
-                steps,
-                warmup_ratio=settings.warmup_ratio,
-                final_ratio=settings.final_lr_ratio,
-            ),
+        schedule = WarmupCosine(
+            steps,
+            warmup_ratio=settings.warmup_ratio,
+            final_ratio=settings.final_lr_ratio,
         )
+        if settings.head_warmup_ratio is not None:
+            # One factor per group: the head's group warms up on its own.
+            head_schedule = WarmupCosine(
+                steps,
+                warmup_ratio=settings.head_warmup_ratio,
+                final_ratio=settings.final_lr_ratio,
+            )
+            schedule = [
+                head_schedule if group.get("name") == "head" else schedule
+                for group in self.optimizer.param_groups
+            ]
+        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         if self.checkpointer is not None:
             self.checkpointer.add_recoverable("lr_scheduler", self.lr_scheduler)
             self._set_aside_broken_checkpoints()
@@ -462,9 +528,11 @@ class CTCTransferBrain(sb.Brain):
         """
         # The pretrained model, unless a checkpoint is there to resume from: a
         # resumed run never loads it over its own weights.
-        pretrained = self.settings.pretrained_path or self._pretrainer()
+        pretrained = self.settings.pretrained_path or self.settings.pretrainer
         if pretrained and not self._checkpoint_to_resume():
             self.transfer_from()
+            if self.settings.head_calibration == "temperature":
+                self.calibrate_head_temperature()
         # Compile, wrap for DDP, init_optimizers (which sets aside broken
         # checkpoints), recover.
         super().on_fit_start()
@@ -490,10 +558,6 @@ class CTCTransferBrain(sb.Brain):
                     module, find_unused_parameters=self.find_unused_parameters
                 )
 
-    def _pretrainer(self):
-        """The YAML's ``pretrainer`` (SpeechBrain ``Pretrainer``), if any."""
-        return getattr(self.hparams, "pretrainer", None)
-
     def _checkpoint_to_resume(self) -> bool:
         if self.checkpointer is None:
             return False
@@ -508,8 +572,18 @@ class CTCTransferBrain(sb.Brain):
         the YAML could not build, like the head sized from the data, loads into
         the module of the same name); else from ``source`` (default
         ``pretrained_path``) with :func:`xlt_plugin.pretrained.transfer_weights`.
+
+        Every call starts from the head's own initialisation (kept at the
+        first), so a zero-shot test and the fit get the same remedied head.
         """
-        pretrainer = self._pretrainer()
+        head_params = list(self.modules.head.parameters())
+        if not hasattr(self, "_fresh_head"):
+            self._fresh_head = [p.detach().clone() for p in head_params]
+        else:
+            with torch.no_grad():
+                for param, fresh in zip(head_params, self._fresh_head, strict=True):
+                    param.copy_(fresh)
+        pretrainer = self.settings.pretrainer
         if pretrainer is not None:
             from xlt_plugin.pretrained import run_pretrainer
 
@@ -520,8 +594,8 @@ class CTCTransferBrain(sb.Brain):
 
         source = source or self.settings.pretrained_path
         report_path = None
-        if getattr(self.hparams, "output_folder", None):
-            report_path = Path(self.hparams.output_folder) / "remap_report.json"
+        if self.settings.output_folder:
+            report_path = Path(self.settings.output_folder) / "remap_report.json"
         self.remap_report = transfer_weights(
             source,
             encoder=self.modules.encoder,
@@ -530,12 +604,110 @@ class CTCTransferBrain(sb.Brain):
             if "normalize" in self.modules
             else None,
             target_tokens=self.tokenizer,
-            strategy=getattr(self.hparams, "remap_strategy", "exact"),
-            savedir=getattr(self.hparams, "save_folder", None),
+            strategy=self.settings.remap_strategy,
+            savedir=self.settings.save_folder,
             report_path=report_path,
         )
+        self._adjust_head_rows(report_path)
         logger.info("Transferred from %s: %s", source, self.remap_report)
         return self.remap_report
+
+    def _adjust_head_rows(self, report_path) -> None:
+        """The row-level remedies of the settings on a head loaded without a
+        pretrainer (a ``pretrainer``'s ``RemapHeadHook`` applies its own)."""
+        from xlt_plugin.remap import adjust_head
+
+        s = self.settings
+        if s.head_calibration == "none" and s.head_blend_alpha == 1.0 and s.copy_blank:
+            return
+        adjust_head(
+            self.modules.head,
+            *(self._fresh_head + [None])[:2],
+            self.remap_report,
+            s.blank_index,
+            calibrate=s.head_calibration,
+            blend_alpha=s.head_blend_alpha,
+            copy_blank=s.copy_blank,
+        )
+        self._write_remap_report(report_path)
+
+    def _write_remap_report(self, report_path) -> None:
+        if report_path is not None and self.remap_report is not None:
+            if if_main_process():
+                import json
+
+                Path(report_path).write_text(
+                    json.dumps(
+                        self.remap_report.as_dict(), ensure_ascii=False, indent=2
+                    )
+                    + "\n",
+                    encoding="utf-8",
+                )
+
+    def calibrate_head_temperature(self) -> float:
+        """Fit one temperature for the head's mapped rows (``head_calibration:
+        temperature``) on the first ``calibration_batches`` training batches.
+
+        The encoder runs in eval mode without gradients; the logits of the rows
+        the remap filled are divided by the temperature with the lowest CTC
+        loss (:func:`xlt_plugin.remap.fit_temperature`), which keeps their
+        argmax on every input. The random-number state is restored afterwards.
+
+        Returns
+        -------
+        float
+            The temperature (1.0 when there is no remap report or loader).
+        """
+        import random
+
+        from xlt_plugin.remap import apply_temperature, fit_temperature
+
+        report = getattr(self, "remap_report", None)
+        loader = getattr(self, "train_loader", None)
+        if report is None or loader is None:
+            logger.warning("head_calibration: temperature needs a remap and data.")
+            return 1.0
+        captured = []
+        hook = self.modules.head.register_forward_hook(
+            lambda _m, _i, out: captured.append(out.detach())
+        )
+        states = torch.get_rng_state(), random.getstate()
+        training = self.modules.training
+        self.modules.eval()
+        batches = []
+        try:
+            with torch.no_grad():
+                for i, batch in enumerate(loader):
+                    if i >= self.settings.calibration_batches:
+                        break
+                    captured.clear()
+                    _, wav_lens = self.compute_forward(batch, sb.Stage.VALID)
+                    logits = captured[-1]
+                    tokens, token_lens = batch.tokens
+                    tokens = tokens.to(logits.device)
+                    frames = torch.round(wav_lens.to(logits.device) * logits.shape[1])
+                    lengths = torch.round(
+                        token_lens.to(logits.device) * tokens.shape[1]
+                    )
+                    batches.append(
+                        (logits, frames.long(), tokens.long(), lengths.long())
+                    )
+        finally:
+            hook.remove()
+            self.modules.train(training)
+            torch.set_rng_state(states[0])
+            random.setstate(states[1])
+        temperature = fit_temperature(
+            batches, report.mapped_rows, self.settings.blank_index
+        )
+        apply_temperature(self.modules.head, report.mapped_rows, temperature)
+        report.remedies = {**report.remedies, "temperature": temperature}
+        logger.info("Head temperature of the mapped rows: %.3g", temperature)
+        if self.settings.output_folder:
+            self._write_remap_report(
+                Path(self.settings.output_folder) / "remap_report.json"
+            )
+        return temperature
 
     def evaluate_zero_shot(self, test_sets: dict, loader_kwargs=None) -> dict:
         """Test the pretrained model with its remapped head, before fine-tuning.
@@ -591,8 +763,7 @@ class CTCTransferBrain(sb.Brain):
             self._frozen_bn_pending = True
         else:
             self.scores = ErrorRates(
-                getattr(self.hparams, "cer_computer", None),
-                getattr(self.hparams, "error_rate_computer", None),
+                self.settings.cer_computer, self.settings.error_rate_computer
             )
 
     def on_fit_batch_start(self, batch, should_step):

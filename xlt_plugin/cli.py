@@ -12,6 +12,7 @@ Authors
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import signal
 import sys
@@ -32,7 +33,7 @@ class CommandError(Exception):
 
 
 def command(name: str, help: str) -> Callable:
-    """Register a subcommand.
+    """Register a subcommand; the function's docstring is its ``--help`` text.
 
     Arguments
     ---------
@@ -56,12 +57,10 @@ def command(name: str, help: str) -> Callable:
 
 @command("synth", help="write an espeak-ng speech corpus in Common Voice layout")
 def synth(parser: argparse.ArgumentParser) -> Runner:
-    """``xlt synth``: the embedded corpus (see ``xlt_plugin.synth.corpus``)."""
-    parser.description = (
-        "Synthesize speech with espeak-ng and write it exactly like a Common Voice "
-        "release: DIR/clips/*.mp3 (16 kHz mono) and train/dev/test/validated.tsv "
-        "with the v17 columns. The same arguments and seed give the same corpus."
-    )
+    """Synthesize speech with espeak-ng and write it exactly like a Common Voice
+    release: DIR/clips/*.mp3 (16 kHz mono) and train/dev/test/validated.tsv with the
+    v17 columns. The same arguments and seed give the same corpus.
+    """
     parser.add_argument(
         "--lang",
         required=True,
@@ -124,6 +123,14 @@ def synth(parser: argparse.ArgumentParser) -> Runner:
         metavar="K",
         help="about K clips per synthetic speaker (10)",
     )
+    parser.add_argument(
+        "--conditions",
+        default="clean",
+        metavar="PRESET|FILE.yaml",
+        help="acoustic conditions: clean (default), realistic (noise, rooms, "
+        "microphones, more speaker variety), or a YAML file of ranges; "
+        "per-clip draws go to DIR/conditions.tsv",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
     def run(args: argparse.Namespace) -> int:
@@ -145,6 +152,7 @@ def synth(parser: argparse.ArgumentParser) -> Runner:
                 vocab_size=args.vocab_size,
                 utterances_per_speaker=args.per_speaker,
                 progress=not args.quiet,
+                conditions=args.conditions,
             )
         except (SynthError, EspeakError) as err:
             raise CommandError(str(err)) from None
@@ -157,6 +165,13 @@ def synth(parser: argparse.ArgumentParser) -> Runner:
             f"wrote {sum(info['utterances'].values())} clips "
             f"({info['total_seconds'] / 60:.1f} min) to {info['out_dir']}: {splits}"
         )
+        if "conditions" in info:
+            summary = info["conditions"]
+            rt60 = [room["rt60_measured"] for room in summary["rooms"]]
+            print(
+                f"conditions {summary['preset']}: mean SNR {summary['mean_snr_db']} dB"
+                + (f", RT60 {min(rt60):.2f}-{max(rt60):.2f} s" if rt60 else "")
+            )
         return 0
 
     return run
@@ -164,13 +179,11 @@ def synth(parser: argparse.ArgumentParser) -> Runner:
 
 @command("export", help="export a recipe run as an EncoderASR folder + model card")
 def export(parser: argparse.ArgumentParser) -> Runner:
-    """``xlt export``: best checkpoint -> hub layout (see ``xlt_plugin.export.hub``)."""
-    parser.description = (
-        "Write the best checkpoint (lowest valid CER) of a recipe run as a folder "
-        "that SpeechBrain's EncoderASR.from_hparams(source=DIR) loads, with a "
-        "HuggingFace model card (README.md). The folder is also a pretrained_path "
-        "for the next transfer."
-    )
+    """Write the best checkpoint (lowest valid CER) of a recipe run as a folder that
+    SpeechBrain's EncoderASR.from_hparams(source=DIR) loads, with a HuggingFace
+    model card (README.md). The folder is also a pretrained_path for the next
+    transfer.
+    """
     parser.add_argument(
         "--checkpoint",
         required=True,
@@ -214,14 +227,52 @@ def export(parser: argparse.ArgumentParser) -> Runner:
     return run
 
 
+@command("average", help="interpolate a fine-tuned run with its base (hub layout)")
+def average(parser: argparse.ArgumentParser) -> Runner:
+    """Write alpha * finetuned + (1 - alpha) * base (encoder and the head rows of
+    shared tokens; BatchNorm statistics averaged) as a hub-layout folder that
+    load_pretrained opens and a transfer takes as pretrained_path. Alpha 0 gives
+    the base, 1 the fine-tuned model.
+    """
+    parser.add_argument("--base", required=True, metavar="DIR", help="base model")
+    parser.add_argument(
+        "--finetuned",
+        required=True,
+        metavar="RUN",
+        help="a recipe run fine-tuned from the base (its best checkpoint), "
+        "or a hub-layout folder",
+    )
+    parser.add_argument(
+        "--alpha", required=True, type=float, help="weight of the fine-tuned model"
+    )
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="folder to write (replaced)"
+    )
+    parser.add_argument(
+        "--min-key", default="CER", metavar="KEY", help="checkpoint meta key (CER)"
+    )
+
+    def run(args: argparse.Namespace) -> int:
+        from xlt_plugin.averaging import average_run
+
+        try:
+            out = average_run(
+                args.base, args.finetuned, args.alpha, args.out, min_key=args.min_key
+            )
+        except (ValueError, OSError, RuntimeError) as err:
+            raise CommandError(str(err)) from None
+        print(f"averaged {args.finetuned} with {args.base} (alpha {args.alpha}): {out}")
+        return 0
+
+    return run
+
+
 @command("transcribe", help="transcribe audio files (greedy, beam search, n-gram LM)")
 def transcribe(parser: argparse.ArgumentParser) -> Runner:
-    """``xlt transcribe``: print ``FILE<TAB>TEXT`` per file."""
-    parser.description = (
-        "Transcribe audio files (wav, flac, mp3, ...; any sample rate; stereo is "
-        "down-mixed) with a model folder; prints FILE<TAB>TEXT per file. Files "
-        "longer than --chunk-seconds are cut at pauses."
-    )
+    """Transcribe audio files (wav, flac, mp3, ...; any sample rate; stereo is
+    down-mixed) with a model folder; prints FILE<TAB>TEXT per file. Files longer
+    than --chunk-seconds are cut at pauses.
+    """
     parser.add_argument(
         "--model",
         required=True,
@@ -255,6 +306,13 @@ def transcribe(parser: argparse.ArgumentParser) -> Runner:
         metavar="S",
         help="longest chunk fed to the model (30)",
     )
+    parser.add_argument(
+        "--decoder",
+        choices=("auto", "flashlight", "python"),
+        default="auto",
+        help="beam search engine: flashlight (compiled, extra [lm]), python "
+        "(SpeechBrain's), auto (flashlight when installed)",
+    )
 
     def run(args: argparse.Namespace) -> int:
         from xlt_plugin.decode.lm import ArpaError
@@ -279,8 +337,9 @@ def transcribe(parser: argparse.ArgumentParser) -> Runner:
                 word_bonus=args.word_bonus,
                 hotwords=hotwords,
                 hotword_weight=args.hotword_weight,
+                decoder=args.decoder,
             )
-        except (OSError, ValueError, KeyError, ArpaError) as err:
+        except (OSError, ValueError, KeyError, ImportError, ArpaError) as err:
             raise CommandError(f"{err}") from None
         for path in args.files:
             try:
@@ -295,12 +354,10 @@ def transcribe(parser: argparse.ArgumentParser) -> Runner:
 
 @command("lm", help="build an ARPA word n-gram model (Kneser-Ney) from a text file")
 def lm(parser: argparse.ArgumentParser) -> Runner:
-    """``xlt lm``: interpolated modified Kneser-Ney, written as ARPA."""
-    parser.description = (
-        "Estimate an interpolated modified Kneser-Ney word n-gram model from a "
-        "text file (one sentence a line) and write it as ARPA, for "
-        "`xlt transcribe --lm` and KenLM."
-    )
+    """Estimate an interpolated modified Kneser-Ney word n-gram model from a text
+    file (one sentence a line) and write it as ARPA, for `xlt transcribe --lm` and
+    KenLM.
+    """
     parser.add_argument("--text", required=True, metavar="FILE", help="sentences")
     parser.add_argument("--out", required=True, metavar="FILE.arpa", help="output")
     parser.add_argument("--order", type=int, default=3, metavar="N", help="n (3)")
@@ -330,11 +387,9 @@ def lm(parser: argparse.ArgumentParser) -> Runner:
     "manifest", help="turn a CSV/TSV/JSONL of path,text into a Common Voice folder"
 )
 def manifest(parser: argparse.ArgumentParser) -> Runner:
-    """``xlt manifest``: your own data for any recipe's --data_folder."""
-    parser.description = (
-        "Write train/dev/test.tsv in Common Voice layout for a manifest of "
-        "`path, text` (optional `speaker`, `split`), so any recipe trains on it."
-    )
+    """Write train/dev/test.tsv in Common Voice layout for a manifest of `path,
+    text` (optional `speaker`, `split`), so any recipe trains on it.
+    """
     parser.add_argument("--manifest", required=True, metavar="FILE")
     parser.add_argument("--out", required=True, metavar="DIR")
     parser.add_argument("--lang", default="en", metavar="LOCALE")
@@ -366,14 +421,12 @@ def manifest(parser: argparse.ArgumentParser) -> Runner:
 
 @command("study", help="run the transfer study (make demo / make study) and report")
 def study(parser: argparse.ArgumentParser) -> Runner:
-    """``xlt study``: corpora, bases, transfers, baselines, then REPORT.md."""
+    """Synthesize the corpora, pretrain the bases, run every transfer and its
+    from-scratch baseline through the recipes, and write REPORT.md. A rerun reuses
+    finished runs and resumes an interrupted one.
+    """
     from xlt_plugin.study.runner import PROFILES
 
-    parser.description = (
-        "Synthesize the corpora, pretrain the bases, run every transfer and its "
-        "from-scratch baseline through the recipes, and write REPORT.md. A rerun "
-        "reuses finished runs and resumes an interrupted one."
-    )
     parser.add_argument("--profile", default="demo", choices=sorted(PROFILES))
     parser.add_argument("--out", default="results/study", metavar="DIR")
     parser.add_argument("--jobs", type=int, default=2, help="runs side by side (2)")
@@ -396,11 +449,9 @@ def study(parser: argparse.ArgumentParser) -> Runner:
 
 @command("report", help="tables and figures from study or run folders")
 def report(parser: argparse.ArgumentParser) -> Runner:
-    """``xlt report``: a study folder, or any recipe output folders."""
-    parser.description = (
-        "Regenerate REPORT.md from a study folder (with study.json), or write a "
-        "report for any recipe output folders (e.g. runs on real Common Voice)."
-    )
+    """Regenerate REPORT.md from a study folder (with study.json), or write a report
+    for any recipe output folders (e.g. runs on real Common Voice).
+    """
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR")
     parser.add_argument("--out", metavar="DIR", help="report folder (run folders)")
 
@@ -451,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"xlt {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (help, setup) in _COMMANDS.items():
-        child = sub.add_parser(name, help=help)
+        child = sub.add_parser(name, help=help, description=inspect.getdoc(setup))
         child.set_defaults(run=setup(child))
     return parser
 

@@ -28,6 +28,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "opencc": ("opencc", "zh"),
     "espeakng_loader": ("espeakng-loader", "synth"),
     "wordfreq": ("wordfreq", "synth"),
+    "pyroomacoustics": ("pyroomacoustics", "synth"),
     "matplotlib": ("matplotlib", "study"),
     "kenlm": ("kenlm", "lm"),
 }

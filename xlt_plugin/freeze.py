@@ -43,6 +43,7 @@ __all__ = [
     "default_layers",
     "first_blocks",
     "freeze",
+    "head_only_warm_start",
     "keep_frozen_batchnorm_eval",
     "layerwise_param_groups",
     "select_parameters",
@@ -709,6 +710,70 @@ class StagedUnfreezing:
         )
 
 
+def head_only_warm_start(
+    epochs: int,
+    unfreezing: StagedUnfreezing | None = None,
+    encoder: str = "encoder",
+) -> StagedUnfreezing | None:
+    """A schedule that trains only the head for ``epochs`` epochs, then everything.
+
+    The encoder is frozen during epochs ``1..epochs`` and unfrozen at
+    ``epochs + 1``: a new (or remapped) head settles on the pretrained
+    features before its gradients reach the encoder. While frozen the encoder
+    stays bit-identical: its parameters get no gradient (the optimizer skips
+    them, weight decay included), and ``CTCTransferBrain`` (or
+    :class:`UnfreezingEpochCounter` with ``frozen_batchnorm_eval``) keeps its
+    BatchNorm layers in eval mode, so their running statistics do not move
+    either (unless ``unfreezing`` keeps BatchNorm trainable, which carries
+    over). The YAML key ``head_only_epochs: N`` of ``CTCTransferBrain`` is
+    this; by hand it is
+
+    .. code-block:: yaml
+
+        unfreezing: !new:xlt_plugin.freeze.StagedUnfreezing
+            frozen: [encoder]
+            unfreeze_at: {3: [encoder]}   # head_only_epochs: 2
+
+    Arguments
+    ---------
+    epochs : int
+        Head-only epochs; 0 returns ``unfreezing`` unchanged.
+    unfreezing : StagedUnfreezing, optional
+        The recipe's own schedule; it must freeze nothing (one schedule at a
+        time: combine them by hand in a ``StagedUnfreezing``).
+    encoder : str
+        Dotted name of what to freeze.
+
+    Returns
+    -------
+    StagedUnfreezing or None
+
+    Example
+    -------
+    >>> head_only_warm_start(2).unfreeze_at
+    {3: ['encoder']}
+    >>> head_only_warm_start(0) is None
+    True
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"head_only_epochs must be an integer >= 0, got {epochs!r}.")
+    if epochs == 0:
+        return unfreezing
+    if unfreezing is not None:
+        _check_schedule(unfreezing, "head_only_warm_start")
+        if unfreezing.frozen:
+            raise ValueError(
+                f"head_only_epochs ({epochs}) and a freezing schedule "
+                f"({unfreezing}) both set: use one, or write the head-only phase "
+                "into the StagedUnfreezing (frozen: [encoder], unfreeze_at: "
+                f"{{{epochs + 1}: [...]}})."
+            )
+        keep_bn = unfreezing.keep_batchnorm_trainable
+    else:
+        keep_bn = False
+    return StagedUnfreezing([encoder], {epochs + 1: [encoder]}, keep_bn)
+
+
 # ----------------------------------------------------------------------------
 # Layer-wise learning rates
 # ----------------------------------------------------------------------------
@@ -934,6 +999,12 @@ class LayerwiseOptimizer:
         those names when ``decay`` is 1.0.
     unfreezing : StagedUnfreezing, optional
         The schedule (the same object the epoch counter applies).
+    head_lr_multiplier : float
+        The group of ``head`` (the pattern) gets its lr times this (1.0: as
+        the others); with ``decay`` 1.0 and no ``layers`` the head then gets
+        a group of its own.
+    head : str
+        Pattern of the output layer, the name of its group.
 
     Example
     -------
@@ -949,6 +1020,10 @@ class LayerwiseOptimizer:
     >>> optimizer = opt_class(model.parameters())  # what Brain.init_optimizers does
     >>> [(g["name"], g["lr"], len(g["params"])) for g in optimizer.param_groups]
     [('head', 1.0, 2), ('encoder.2', 0.5, 2), ('encoder.1', 0.25, 2)]
+    >>> fast_head = LayerwiseOptimizer(torch.optim.SGD, model, lr=1.0,
+    ...                                layers=["head"], head_lr_multiplier=5.0)
+    >>> [(g["name"], g["lr"]) for g in fast_head.param_groups()]
+    [('head', 5.0), ('other', 1.0)]
     """
 
     def __init__(
@@ -959,7 +1034,14 @@ class LayerwiseOptimizer:
         decay: float = 1.0,
         layers: list[str] | None = None,
         unfreezing: StagedUnfreezing | None = None,
+        head_lr_multiplier: float = 1.0,
+        head: str = "head",
     ):
+        if not float(head_lr_multiplier) > 0:
+            raise ValueError(
+                "LayerwiseOptimizer: head_lr_multiplier must be positive, got "
+                f"{head_lr_multiplier!r}."
+            )
         if not callable(optimizer):
             raise TypeError(
                 "LayerwiseOptimizer: optimizer must be callable (in YAML "
@@ -980,6 +1062,8 @@ class LayerwiseOptimizer:
         self.decay = decay
         self.layers = layers
         self.unfreezing = unfreezing
+        self.head_lr_multiplier = float(head_lr_multiplier)
+        self.head = head
 
     def param_groups(self, params=None) -> list[dict]:
         """The parameter groups the optimizer gets.
@@ -1002,9 +1086,21 @@ class LayerwiseOptimizer:
                 default_layers(module)
             except ValueError:  # no encoder/head names: one group is the same
                 layers = []
+            if self.head_lr_multiplier != 1.0:
+                layers = [self.head]  # the head alone, the rest at lr
         groups = layerwise_param_groups(
             module, self.lr, self.decay, layers, self._excluded(module)
         )
+        if self.head_lr_multiplier != 1.0:
+            heads = [g for g in groups if g["name"] == self.head]
+            if not heads:
+                raise ValueError(
+                    f"LayerwiseOptimizer: head_lr_multiplier needs a group named "
+                    f"{self.head!r} (the first of `layers`); groups: "
+                    f"{[g['name'] for g in groups]}."
+                )
+            for group in heads:
+                group["lr"] *= self.head_lr_multiplier
         if params is None:
             return groups
         known = {id(p) for p in _named_parameters(module).values()}
@@ -1027,7 +1123,8 @@ class LayerwiseOptimizer:
     def __repr__(self) -> str:
         return (
             f"LayerwiseOptimizer(optimizer={self.optimizer!r}, lr={self.lr}, "
-            f"decay={self.decay}, layers={self.layers}, unfreezing={self.unfreezing})"
+            f"decay={self.decay}, layers={self.layers}, unfreezing={self.unfreezing}, "
+            f"head_lr_multiplier={self.head_lr_multiplier})"
         )
 
 

@@ -88,6 +88,14 @@ def render_hyperparams(config: dict) -> str:
     """
     feats = dict(config["features"])
     kind = feats.pop("kind", "fbank")
+    # NeMo's features: normalised by the featurizer itself (not again), and the
+    # encoder gets the relative lengths of its valid frames. Fbank: unchanged.
+    chain = "speechbrain.nnet.containers.LengthsCapableSequential"
+    normalize_in_chain = ["    normalize: !ref <normalize>"]
+    if kind == "nemo":
+        chain = "xlt_plugin.lobes.nemo_features.FrameLengthsSequential"
+        if feats.get("normalize") in ("per_feature", "all_features"):
+            normalize_in_chain = []
     lines = [
         "# Written by xlt_plugin: a CTC model in SpeechBrain's EncoderASR layout.",
         "# Load it with speechbrain.inference.ASR.EncoderASR.from_hparams(source=DIR).",
@@ -115,9 +123,9 @@ def render_hyperparams(config: dict) -> str:
         "log_softmax: !new:speechbrain.nnet.activations.Softmax",
         "    apply_log: True",
         "",
-        "encoder: !new:speechbrain.nnet.containers.LengthsCapableSequential",
+        f"encoder: !new:{chain}",
         "    compute_features: !ref <compute_features>",
-        "    normalize: !ref <normalize>",
+        *normalize_in_chain,
         "    model: !ref <model>",
         "    head: !ref <head>",
         "    log_softmax: !ref <log_softmax>",
@@ -568,10 +576,19 @@ class PretrainedCTC:
     config: dict = field(default_factory=dict)
 
     def log_probs(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> torch.Tensor:
-        """CTC log-probabilities ``[batch, frames, tokens]`` for a waveform batch."""
-        feats = self.compute_features(wavs)
-        feats = self.normalize(feats, wav_lens)
-        logits = self.head(self.encoder(feats, wav_lens))
+        """CTC log-probabilities ``[batch, frames, tokens]`` for a waveform batch.
+
+        The lengths reach a featurizer that takes them (an imported ``.nemo``'s:
+        a short clip in a padded batch then gets its log-probabilities alone);
+        SpeechBrain's ``Fbank`` is called without. A featurizer that normalises
+        itself is not normalised again.
+        """
+        from xlt_plugin.lobes.nemo_features import featurize, normalizes_itself
+
+        feats, feat_lens = featurize(self.compute_features, wavs, wav_lens)
+        if not normalizes_itself(self.compute_features):
+            feats = self.normalize(feats, feat_lens)
+        logits = self.head(self.encoder(feats, feat_lens))
         return torch.log_softmax(logits, dim=-1)
 
 
@@ -693,8 +710,8 @@ def _load_state_dict(module: torch.nn.Module, state: dict, source) -> None:
     except RuntimeError as err:
         raise RuntimeError(
             f"The weights of {source} do not fit the {_qualified_name(module)} built "
-            f"for them: {err}. The recipe's architecture must be the pretrained "
-            "model's; in a transfer YAML build it with "
+            f"for them: {str(err).rstrip('. ')}. The recipe's architecture must be "
+            "the pretrained model's; in a transfer YAML build it with "
             "!apply:xlt_plugin.pretrained.build_encoder [<pretrained_path>]."
         ) from err
 
@@ -706,18 +723,23 @@ def _blank_of(tokens: Any) -> int:
 
 
 class LoadSubmodule:
-    """Pretrainer hook: load the keys under ``key`` of a checkpoint into a module.
+    """Pretrainer hook: load a checkpoint, or the keys under ``key`` of it, strictly.
 
-    For a source that saved several modules in one checkpoint (a
-    ``ModuleList`` of encoder and head in one ``model.ckpt``): ``key: "0"``
-    loads ``0.*`` into the recipe's encoder, strictly (SpeechBrain's default
-    loader is lenient and would load nothing without a word). Give the head
-    a :class:`xlt_plugin.remap.RemapHeadHook` on the same file.
+    SpeechBrain's default loader is lenient: a checkpoint that misses keys of
+    the module only warns, and the module keeps its random weights for them.
+    This hook refuses it, naming the missing and unexpected keys. Without a
+    ``key`` it loads the whole checkpoint (a transfer YAML's ``encoder``, from
+    the base's ``encoder.ckpt``). With one, it loads a submodule of a source
+    that saved several modules in one checkpoint (a ``ModuleList`` of encoder
+    and head in one ``model.ckpt``): ``key: "0"`` loads ``0.*`` into the
+    recipe's encoder. Give the head a :class:`xlt_plugin.remap.RemapHeadHook`
+    on the same file.
 
     Arguments
     ---------
-    key : str
-        The submodule's prefix in the checkpoint (``"0"``, ``"model.encoder"``).
+    key : str, optional
+        The submodule's prefix in the checkpoint (``"0"``, ``"model.encoder"``);
+        empty (the default) for the whole checkpoint.
 
     Example
     -------
@@ -728,14 +750,32 @@ class LoadSubmodule:
     >>> LoadSubmodule("0")(encoder, tmp / "model.ckpt")
     >>> torch.equal(encoder.weight, source[0].weight)
     True
+
+    Without a key, the whole checkpoint; one that misses keys is refused:
+
+    >>> torch.save(source[1].state_dict(), tmp / "head.ckpt")
+    >>> head = torch.nn.Linear(3, 4)
+    >>> LoadSubmodule()(head, tmp / "head.ckpt")
+    >>> torch.equal(head.weight, source[1].weight)
+    True
+    >>> torch.save({"weight": source[1].weight}, tmp / "partial.ckpt")
+    >>> LoadSubmodule()(head, tmp / "partial.ckpt")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+     ...
+    RuntimeError: The weights of .../partial.ckpt do not fit the ...Missing key(s)...
     """
 
-    def __init__(self, key: str):
-        self.prefix = str(key).rstrip(".") + "."
+    def __init__(self, key: str | None = ""):
+        key = str(key or "").rstrip(".")
+        self.prefix = key + "." if key else ""
 
     def __call__(self, obj: torch.nn.Module, path: str | os.PathLike) -> None:
-        """Load ``path``'s keys under the prefix into ``obj`` (strict)."""
+        """Load ``path`` (its keys under the prefix, if any) into ``obj``, strictly."""
         state = torch.load(path, map_location="cpu", weights_only=True)
+        path = Path(path).resolve()  # the source's file, not the Pretrainer's link
+        if not self.prefix:
+            _load_state_dict(obj, state, path)
+            return
         part = {
             k[len(self.prefix) :]: v
             for k, v in state.items()

@@ -16,10 +16,19 @@ import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
 
-from xlt_plugin.brain import CTCTransferBrain
+from xlt_plugin.brain import CTCTransferBrain, TransferSettings
 from xlt_plugin.runs import BEST_KEY, has_zero_shot
 
 logger = logging.getLogger(__name__)
+
+
+class RecipeError(ValueError):
+    """A recipe cannot start as asked; the message says what to change.
+
+    A required path not given, a misspelt override, a pretrained model that is
+    not there. :func:`main` prints it and exits with status 1, no traceback.
+    """
+
 
 #: What to tell a user who did not give a required path.
 PLACEHOLDER_HINTS = {
@@ -69,6 +78,12 @@ def load_recipe(argv: list[str] | None = None) -> tuple[dict, dict, str]:
     Returns
     -------
     (hparams, run_opts, hparams_file)
+
+    Raises
+    ------
+    RecipeError
+        A required path not given, an override that names no key of the YAML,
+        a YAML that does not load (a pretrained_path that is not there).
     """
     argv = sys.argv[1:] if argv is None else argv
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
@@ -80,22 +95,117 @@ def load_recipe(argv: list[str] | None = None) -> tuple[dict, dict, str]:
             f"  --{k}=...  {PLACEHOLDER_HINTS.get(k, 'required by ' + hparams_file)}"
             for k in missing
         )
-        raise SystemExit(f"{hparams_file} needs:\n{hints}")
+        raise RecipeError(f"{hparams_file} needs:\n{hints}")
     sb.utils.distributed.ddp_init_group(run_opts)
     try:
         hparams = load_hyperpyyaml(yaml_text, overrides)
     except FileNotFoundError as err:  # e.g. a pretrained_path that is not there
-        raise SystemExit(f"{hparams_file}: {err}") from None
+        raise RecipeError(f"{hparams_file}: {err}") from None
     except KeyError as err:  # hyperpyyaml: an override names no key of the YAML
-        raise SystemExit(_unknown_key_message(hparams_file, yaml_text, err)) from None
+        raise RecipeError(_unknown_key_message(hparams_file, yaml_text, err)) from None
     except ValueError as err:  # e.g. a .nemo that is not a NeMo checkpoint
-        raise SystemExit(f"{hparams_file}: {err}") from None
+        raise RecipeError(f"{hparams_file}: {err}") from None
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=hparams_file,
         overrides=overrides,
     )
     return hparams, run_opts, hparams_file
+
+
+def continual_settings(hparams: dict) -> TransferSettings:
+    """The recipe's settings (:class:`~xlt_plugin.brain.TransferSettings`), checked
+    for the continual-learning keys before anything is prepared or trained.
+
+    The recipe steps read ``replay_*``, ``average_*`` and ``adapter_*`` from here,
+    so their defaults live in one place. Combinations that could only fail after
+    training (``average_alpha: auto`` without a source corpus, averaging an
+    adapted model, a misspelt ``average_alpha``) fail here, before it.
+
+    Arguments
+    ---------
+    hparams : dict
+        The loaded YAML.
+
+    Returns
+    -------
+    TransferSettings
+
+    Raises
+    ------
+    RecipeError
+        What to change, e.g. ``replay_ratio`` outside [0, 1).
+    """
+    try:
+        settings = TransferSettings.from_hparams(hparams)
+    except ValueError as err:
+        raise RecipeError(str(err)) from None
+    ratio = float(settings.replay_ratio or 0.0)
+    if not 0.0 <= ratio < 1.0:
+        raise RecipeError(
+            f"replay_ratio must be in [0, 1) (the source share of each training "
+            f"batch), got {settings.replay_ratio}."
+        )
+    if ratio > 0 and not settings.replay_data_folder:
+        raise RecipeError(
+            f"replay_ratio is {ratio} but replay_data_folder is not given: name "
+            "the source corpus to rehearse (a Common Voice layout folder)."
+        )
+    if ratio > 0 and _distributed():
+        raise RecipeError(
+            "replay under DDP is not supported yet: run the rehearsal on one "
+            "process (replay_ratio 0 under torchrun)."
+        )
+    alpha = settings.average_alpha
+    if alpha is not None:
+        if alpha != "auto":
+            try:
+                number = float(alpha)
+            except (TypeError, ValueError):
+                number = None
+            if number is None or not 0.0 <= number <= 1.0:
+                raise RecipeError(
+                    f"average_alpha must be null, a number in [0, 1] or auto, got "
+                    f"{alpha!r}."
+                )
+        elif not settings.replay_data_folder:
+            raise RecipeError(
+                "average_alpha: auto chooses alpha on the source and target dev "
+                "sets: give replay_data_folder (the source corpus; replay_ratio 0 "
+                "keeps it out of training)."
+            )
+        grid = settings.average_grid
+        if alpha == "auto" and grid is not None:
+            try:
+                bad = not grid or any(not 0.0 <= float(a) <= 1.0 for a in grid)
+            except (TypeError, ValueError):
+                bad = True
+            if bad:
+                raise RecipeError(
+                    f"average_grid must be a non-empty list of alphas in [0, 1], "
+                    f"got {grid!r}."
+                )
+        if not settings.pretrained_path:
+            raise RecipeError("average_alpha needs a pretrained_path (the base).")
+        if settings.adapter_dim:
+            raise RecipeError(
+                "average_alpha and adapter_dim do not combine: an adapted model "
+                "keeps the base's weights already (remove the adapters to get the "
+                "base)."
+            )
+        if settings.average_batchnorm not in ("average", "recompute"):
+            raise RecipeError(
+                "average_batchnorm must be average or recompute, got "
+                f"{settings.average_batchnorm!r}."
+            )
+    dim = settings.adapter_dim
+    if dim and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 0):
+        raise RecipeError(f"adapter_dim must be a positive int (0: none), got {dim!r}.")
+    return settings
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
 def common_voice_data(hparams: dict) -> tuple:
@@ -119,26 +229,47 @@ def common_voice_data(hparams: dict) -> tuple:
     from xlt_plugin.data.commonvoice import prepare_common_voice
     from xlt_plugin.data.pipeline import build_tokenizer, make_datasets
 
+    settings = continual_settings(hparams)
+    prep = {
+        "language": hparams["language"],
+        "max_duration": hparams.get("max_duration"),
+        "skip_prep": hparams.get("skip_prep", False),
+        # CTC needs a frame per label: judge clips at the model's own rate.
+        "time_stride": getattr(hparams["encoder"], "time_stride", 2),
+        "frames_per_second": 1000.0 / hparams.get("hop_length", 10),
+    }
     run_on_main(
         prepare_common_voice,
         kwargs={
             "data_folder": hparams["data_folder"],
             "save_folder": hparams["save_folder"],
-            "language": hparams["language"],
-            "max_duration": hparams.get("max_duration"),
-            "skip_prep": hparams.get("skip_prep", False),
-            # CTC needs a frame per label: judge clips at the model's own rate.
-            "time_stride": getattr(hparams["encoder"], "time_stride", 2),
-            "frames_per_second": 1000.0 / hparams.get("hop_length", 10),
+            **prep,
         },
     )
     csvs = [hparams["train_csv"], hparams["valid_csv"], hparams["test_csv"]]
+    if settings.replay_data_folder:
+        # Rehearsal: the source corpus, through the same prep into its own folder;
+        # its letters join the tokens (its transcripts must encode).
+        replay_save = Path(hparams["save_folder"]) / "replay"
+        run_on_main(
+            prepare_common_voice,
+            kwargs={
+                "data_folder": settings.replay_data_folder,
+                "save_folder": str(replay_save),
+                **prep,
+            },
+        )
+        hparams["replay_train_csv"] = str(replay_save / "train.csv")
+        hparams["replay_valid_csv"] = str(replay_save / "dev.csv")
+        csvs += [hparams["replay_train_csv"], hparams["replay_valid_csv"]]
     tokenizer = build_tokenizer(csvs, Path(hparams["save_folder"]) / "tokenizer.ckpt")
     if hparams.get("test_split_by"):
         hparams["test_csv"] = split_csv_by(
             hparams["test_csv"], hparams["test_split_by"], hparams["save_folder"]
         )
-    return tokenizer, make_datasets(hparams, tokenizer)
+    return tokenizer, make_datasets(
+        hparams, tokenizer, replay_ratio=float(settings.replay_ratio or 0.0)
+    )
 
 
 def split_csv_by(csv_file: str | Path, column: str, out_dir: str | Path) -> dict:
@@ -212,6 +343,8 @@ def make_brain(hparams: dict, run_opts: dict, tokenizer) -> CTCTransferBrain:
             sizes["input_size"] = hparams["encoder"].output_size
         head = head(**sizes)
         hparams["head"] = head
+    if continual_settings(hparams).adapter_dim:
+        use_adapters(hparams)
     modules = {"encoder": hparams["encoder"], "head": head}
     if hparams.get("normalize") is not None:
         modules["normalize"] = hparams["normalize"]
@@ -223,6 +356,46 @@ def make_brain(hparams: dict, run_opts: dict, tokenizer) -> CTCTransferBrain:
         checkpointer=hparams.get("checkpointer"),
         tokenizer=tokenizer,
     )
+
+
+def use_adapters(hparams: dict) -> None:
+    """Put ``adapter_dim`` adapters in the encoder; train only them (and the head).
+
+    The encoder gets zero-initialised residual bottleneck adapters
+    (:func:`xlt_plugin.lobes.adapters.add_adapters`), so the model starts equal
+    to the base, whose weights still load into it. ``unfreezing`` becomes a
+    schedule that freezes the rest of the encoder for the whole run (BatchNorm
+    affine parameters stay trainable with ``adapter_train_batchnorm``); a
+    freezing schedule of the YAML's own is replaced, with a warning.
+
+    Arguments
+    ---------
+    hparams : dict
+        The loaded YAML: ``encoder``, ``adapter_dim``, optional
+        ``adapter_train_batchnorm``, ``unfreezing``.
+    """
+    from xlt_plugin.freeze import StagedUnfreezing
+    from xlt_plugin.lobes.adapters import ADAPTER_PATTERN, add_adapters
+
+    settings = continual_settings(hparams)
+    dim = int(settings.adapter_dim)
+    added = add_adapters(hparams["encoder"], dim)
+    own = hparams.get("unfreezing")
+    if own is not None and (own.frozen or own.unfreeze_at):
+        logger.warning(
+            "adapter_dim=%d: the freezing schedule of the YAML (%r) is replaced "
+            "by one that trains only the adapters and the head.",
+            dim,
+            own,
+        )
+    hparams["unfreezing"] = StagedUnfreezing(
+        frozen=["encoder"],
+        # Epoch 1 releases the adapters: everything else of the encoder stays
+        # frozen for the whole run, out of the optimizer.
+        unfreeze_at={1: [ADAPTER_PATTERN]},
+        keep_batchnorm_trainable=bool(settings.adapter_train_batchnorm),
+    )
+    logger.info("Adapters (dim %d) in %d encoder blocks.", dim, len(added))
 
 
 def fit_and_test(brain: CTCTransferBrain, datasets: dict, hparams: dict) -> dict:
@@ -258,6 +431,141 @@ def fit_and_test(brain: CTCTransferBrain, datasets: dict, hparams: dict) -> dict
         results[name] = brain.scores.summarize()
     brain.eval_tag = None
     return results
+
+
+def average_with_base(
+    brain: CTCTransferBrain, datasets: dict, hparams: dict, results: dict
+) -> tuple[dict, dict]:
+    """Interpolate the fine-tuned model toward the base, then test it.
+
+    ``alpha * finetuned + (1 - alpha) * base`` over the encoder and the shared
+    rows of the head (:mod:`xlt_plugin.averaging`), from the best checkpoint
+    (which :func:`fit_and_test` loaded). ``average_alpha`` a number: that alpha;
+    ``auto``: the alpha of ``average_grid`` with the lowest CER on the union of
+    the target dev set and the source dev set (``replay_data_folder``'s).
+    BatchNorm statistics are averaged (``average_batchnorm: average``) or
+    re-estimated on ``average_recompute_batches`` batches of the training data
+    (``recompute``). The averaged model is tested (test sets named
+    ``<name>_averaged``) and stays in the modules, so :func:`export_model` writes
+    it; checkpoints keep the fine-tuned weights.
+
+    Arguments
+    ---------
+    brain : CTCTransferBrain
+    datasets : dict
+    hparams : dict
+    results : dict
+        The fine-tuned model's test stats.
+
+    Returns
+    -------
+    (results, extra)
+        The averaged model's test stats, and metadata for the exported model.
+    """
+    from xlt_plugin.averaging import (
+        average_head_state,
+        interpolate_state,
+        recompute_batchnorm,
+    )
+    from xlt_plugin.pretrained import load_pretrained
+
+    settings = continual_settings(hparams)
+    alpha = settings.average_alpha
+    if alpha == "auto" and "replay_valid" not in datasets:
+        raise RecipeError(
+            "average_alpha: auto chooses alpha on the source and target dev sets: "
+            "give replay_data_folder (the source corpus; replay_ratio 0 keeps it "
+            "out of training)."
+        )
+    base = load_pretrained(hparams["pretrained_path"])
+    encoder, head = brain.modules.encoder, brain.modules.head
+    tuned_encoder = {k: v.clone() for k, v in encoder.state_dict().items()}
+    tuned_head = {k: v.clone() for k, v in head.state_dict().items()}
+    from xlt_plugin.tokens import load_tokens
+
+    tokens = load_tokens(brain.tokenizer)
+    mode = settings.average_batchnorm
+
+    def apply(a: float) -> None:
+        encoder.load_state_dict(
+            interpolate_state(base.encoder.state_dict(), tuned_encoder, a)
+        )
+        head.load_state_dict(
+            average_head_state(
+                base.head.state_dict(), base.tokens, tuned_head, tokens, a
+            )
+        )
+        if mode == "recompute":
+            batches = _union_batches(brain, datasets, hparams, settings)
+            recompute_batchnorm(
+                brain.modules,
+                batches,
+                lambda batch: brain.compute_forward(batch, sb.Stage.VALID),
+            )
+
+    grid_cer = {}
+    if alpha == "auto":
+        for a in settings.average_grid or [0.2, 0.4, 0.6, 0.8, 1.0]:
+            apply(float(a))
+            grid_cer[float(a)] = _dev_cer(
+                brain, [datasets["valid"], datasets["replay_valid"]], hparams
+            )
+        alpha = min(grid_cer, key=grid_cer.get)
+        logger.info("Averaging: union dev CER per alpha %s; alpha %s", grid_cer, alpha)
+    alpha = float(alpha)
+    apply(alpha)
+    averaged = {}
+    checkpointer, brain.checkpointer = brain.checkpointer, None
+    try:  # no checkpoint may replace the averaged weights
+        test_opts = hparams.get("test_dataloader_opts", {})
+        for name, test_set in datasets["test"].items():
+            brain.eval_tag = f"{name}_averaged"
+            brain.evaluate(test_set, test_loader_kwargs=dict(test_opts))
+            averaged[name] = brain.scores.summarize()
+    finally:
+        brain.checkpointer = checkpointer
+        brain.eval_tag = None
+    extra = {
+        "averaging": {
+            "alpha": alpha,
+            "union_dev_CER": {str(k): v for k, v in grid_cer.items()},
+            "batchnorm": mode,
+            "finetuned_test": results,
+        }
+    }
+    return averaged, extra
+
+
+def _dev_cer(brain: CTCTransferBrain, dev_sets: list, hparams: dict) -> float:
+    """Pooled CER of the model as it is over ``dev_sets`` (no metrics line)."""
+    brain.on_stage_start(sb.Stage.VALID)
+    brain.modules.eval()
+    opts = hparams.get("valid_dataloader_opts", {})
+    with torch.no_grad():
+        for dev in dev_sets:
+            for batch in brain.make_dataloader(dev, sb.Stage.VALID, **dict(opts)):
+                out = brain.compute_forward(batch, sb.Stage.VALID)
+                brain.compute_objectives(out, batch, sb.Stage.VALID)
+    return float(brain.scores.summarize()["CER"])
+
+
+def _union_batches(
+    brain: CTCTransferBrain, datasets: dict, hparams: dict, settings
+) -> torch.utils.data.DataLoader:
+    """A few seeded batches of the training data (target + source)."""
+    from speechbrain.dataio.batch import PaddedBatch
+
+    parts = [datasets["train"]]
+    if "replay_valid" in datasets and not settings.replay_ratio:
+        parts.append(datasets["replay_valid"])  # the only source data there is
+    union = torch.utils.data.ConcatDataset(parts)
+    size = int(hparams.get("batch_size", 8))
+    count = int(settings.average_recompute_batches) * size
+    generator = torch.Generator().manual_seed(int(hparams.get("seed", 0)))
+    order = torch.randperm(len(union), generator=generator)[:count].tolist()
+    return torch.utils.data.DataLoader(
+        torch.utils.data.Subset(union, order), batch_size=size, collate_fn=PaddedBatch
+    )
 
 
 def _has_zero_shot_lines(brain: CTCTransferBrain) -> bool:
@@ -323,3 +631,34 @@ def export_model(
     )
     logger.info("Model written to %s (a pretrained_path for transfers).", out)
     return out
+
+
+def main(argv: list[str] | None = None, extra_tests=None) -> None:
+    """A recipe's ``train.py``: load, prepare, fit, test, export.
+
+    A :class:`RecipeError` (what the user can fix) ends the run with its
+    message and exit status 1, no traceback.
+
+    Arguments
+    ---------
+    argv : list of str, optional
+        ``hparams.yaml --key=value ...``; ``sys.argv[1:]`` when omitted.
+    extra_tests : callable, optional
+        ``extra_tests(brain, datasets, hparams) -> dict`` after the tests; its
+        dict is kept in the exported model's metadata (the domain recipe's
+        beam + LM results).
+    """
+    try:
+        hparams, run_opts, _ = load_recipe(argv)
+        tokenizer, datasets = common_voice_data(hparams)
+        brain = make_brain(hparams, run_opts, tokenizer)
+        results = fit_and_test(brain, datasets, hparams)
+        averaging = None
+        if continual_settings(hparams).average_alpha is not None:
+            results, averaging = average_with_base(brain, datasets, hparams, results)
+        extra = extra_tests(brain, datasets, hparams) if extra_tests else None
+        if averaging:
+            extra = {**(extra or {}), **averaging}
+        export_model(brain, hparams, results, extra)
+    except RecipeError as err:
+        sys.exit(str(err))

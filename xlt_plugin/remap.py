@@ -41,6 +41,15 @@ All strategies but ``exact`` look a rewritten string up whole, then tiled as
 above, exactly and then case-insensitively. No target token except the blank
 ever starts from the source blank row.
 
+Remedies (issue 13: with about an hour of target speech a re-initialised head
+overtook the remapped one), all off by default so the remap stays exact:
+``calibrate`` (``rescale`` the copied rows to a fresh layer's scale, or a
+``temperature`` fitted on target batches), ``blend_alpha`` (copied and fresh
+rows mixed) and ``copy_blank`` (:func:`adjust_rows`, :func:`fit_temperature`);
+the head's learning rate, warmup and a head-only first phase live in
+:mod:`xlt_plugin.freeze` and ``CTCTransferBrain``'s settings.
+``benchmarks/remap_diagnostics.py`` measures what they change.
+
 Authors
  * xlt_plugin contributors 2025
 """
@@ -51,6 +60,7 @@ import copy
 import functools
 import json
 import logging
+import math
 import os
 import re
 import unicodedata
@@ -251,12 +261,12 @@ def _opencc(config: str):
 def _map_opencc(token: str, src: _SourceIndex) -> list[int] | None:
     if not any(is_han(c) for c in token):
         return None
+    # A character written the same in both scripts converts to itself ('家'
+    # under hk2s): that conversion is looked up too, so `opencc` alone maps it.
     for config in _OPENCC_CONFIGS:
-        converted = _opencc(config).convert(token)
-        if converted != token:
-            found = src.resolve(converted)
-            if found:
-                return found
+        found = src.resolve(_opencc(config).convert(token))
+        if found:
+            return found
     return None
 
 
@@ -412,6 +422,13 @@ class RemapReport:
         The fresh target tokens.
     averaged_tokens : list of dict
         {"token", "sources" (source token strings), "how"} per averaged token.
+    mapped_rows : list of int
+        Target rows that start from the source head (the blank's included
+        unless ``copy_blank`` is false).
+    remedies : dict
+        What :func:`adjust_rows` did (empty when nothing): ``calibrate``,
+        ``scale`` (rescale factor), ``blend_alpha``, ``copy_blank``, and
+        ``temperature`` once :func:`fit_temperature` ran.
 
     Example
     -------
@@ -432,6 +449,8 @@ class RemapReport:
     by_strategy: dict[str, int] = field(default_factory=dict)
     fresh_tokens: list[str] = field(default_factory=list)
     averaged_tokens: list[dict] = field(default_factory=list)
+    mapped_rows: list[int] = field(default_factory=list)
+    remedies: dict = field(default_factory=dict)
 
     @classmethod
     def from_map(
@@ -492,6 +511,7 @@ class RemapReport:
             by_strategy=by,
             fresh_tokens=fresh_tokens,
             averaged_tokens=averaged_tokens,
+            mapped_rows=[t for t, srcs in enumerate(tmap.sources) if srcs],
         )
 
     def as_dict(self) -> dict:
@@ -522,6 +542,15 @@ class RemapReport:
         )
         if self.fresh_tokens:
             text += f" Fresh: {some([repr(t) for t in self.fresh_tokens])}."
+        if self.remedies:
+            text += (
+                " Remedies: "
+                + ", ".join(
+                    f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in self.remedies.items()
+                )
+                + "."
+            )
         if self.averaged_tokens:
             avg = [
                 f"{a['token']!r}<-{'+'.join(map(repr, a['sources']))}"
@@ -609,6 +638,252 @@ def remap_rows(
             if new_bias is not None:
                 new_bias[t] = bias[srcs[0]] if len(srcs) == 1 else bias[idx].mean(0)
     return new_weight, new_bias
+
+
+CALIBRATIONS = ("none", "rescale", "temperature")
+
+
+def check_remedies(
+    calibrate: str = "none", blend_alpha: float = 1.0, copy_blank: bool = True
+) -> tuple[str, float, bool]:
+    """Validate the row-level remedies' settings (see :func:`adjust_rows`).
+
+    Arguments
+    ---------
+    calibrate : str
+        ``none``, ``rescale`` or ``temperature``.
+    blend_alpha : float
+        In [0, 1].
+    copy_blank : bool
+        Whether the blank row is copied.
+
+    Returns
+    -------
+    tuple
+        ``(calibrate, blend_alpha, copy_blank)``, normalised.
+
+    Example
+    -------
+    >>> check_remedies("Rescale", 1, True)
+    ('rescale', 1.0, True)
+    """
+    name = str(calibrate if calibrate is not None else "none").strip().lower()
+    if name not in CALIBRATIONS:
+        raise ValueError(
+            f"unknown head calibration {calibrate!r}; known: {', '.join(CALIBRATIONS)}"
+        )
+    alpha = float(blend_alpha)
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"blend_alpha must be in [0, 1], got {blend_alpha!r}")
+    if not isinstance(copy_blank, bool):
+        raise ValueError(f"copy_blank must be true or false, got {copy_blank!r}")
+    return name, alpha, copy_blank
+
+
+def adjust_rows(
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    fresh_weight: torch.Tensor,
+    fresh_bias: torch.Tensor | None,
+    rows: Sequence[int],
+    blank: int,
+    *,
+    calibrate: str = "none",
+    blend_alpha: float = 1.0,
+    copy_blank: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
+    """The row-level remedies for a remapped head, applied to its mapped rows.
+
+    A remapped head starts with rows trained on the source (large norms,
+    confident logits) next to fresh ones (small); these settings bring the
+    copied rows nearer a fresh start. In this order, on the ``rows`` that came
+    from the source (``RemapReport.mapped_rows``):
+
+    1. ``copy_blank=False``: the blank row is set back to its fresh value and
+       left out of the steps below.
+    2. ``calibrate="rescale"``: every mapped row, weight and bias, is
+       multiplied by one factor ``s`` = RMS of the fresh weight / RMS of the
+       mapped rows' weights, so they have a fresh layer's scale. Their logits
+       are the source's times ``s``: the argmax over them is unchanged.
+       (``"temperature"`` needs target data: :func:`fit_temperature`, which
+       ``CTCTransferBrain`` runs at fit start; here it changes nothing.)
+    3. ``blend_alpha``: mapped rows become ``alpha * row + (1 - alpha) *
+       fresh``; 1 keeps them (bit-exact), 0 gives the fresh head's rows.
+
+    With the defaults nothing changes (the tensors are returned as given).
+
+    Arguments
+    ---------
+    weight, bias : torch.Tensor
+        The remapped head's weight ``[n_target, ...]`` and bias (or None).
+    fresh_weight, fresh_bias : torch.Tensor
+        The fresh initialisation of the same head.
+    rows : sequence of int
+        Rows that came from the source (the blank's included if copied).
+    blank : int
+        Target blank row.
+    calibrate : str
+        ``none``, ``rescale`` or ``temperature``.
+    blend_alpha : float
+        Weight of the copied rows in the blend, in [0, 1].
+    copy_blank : bool
+        Keep the source's blank row (True) or start it fresh.
+
+    Returns
+    -------
+    weight, bias : torch.Tensor
+        New tensors (or the inputs when nothing changes).
+    info : dict
+        What was done (empty when nothing): see ``RemapReport.remedies``.
+
+    Example
+    -------
+    >>> w, b = torch.full((3, 2), 4.0), torch.ones(3)
+    >>> fw, fb = torch.full((3, 2), 0.5), torch.zeros(3)
+    >>> w2, b2, info = adjust_rows(w, b, fw, fb, [0, 1], 0, calibrate="rescale",
+    ...                            copy_blank=False)
+    >>> w2[:, 0].tolist(), b2.tolist(), info["scale"]
+    ([0.5, 0.5, 4.0], [0.0, 0.125, 1.0], 0.125)
+    >>> w3, _, _ = adjust_rows(w, b, fw, fb, [0, 1], 0, blend_alpha=0.25)
+    >>> w3[:, 0].tolist()
+    [1.375, 1.375, 4.0]
+    """
+    calibrate, alpha, copy_blank = check_remedies(calibrate, blend_alpha, copy_blank)
+    info: dict = {}
+    rows = [int(r) for r in rows]
+    if not (calibrate != "none" or alpha != 1.0 or not copy_blank):
+        return weight, bias, info
+    with torch.no_grad():
+        weight = weight.detach().clone()
+        bias = None if bias is None else bias.detach().clone()
+        fresh_weight = fresh_weight.detach().to(weight)
+        fresh_bias = None if fresh_bias is None else fresh_bias.detach().to(weight)
+        if not copy_blank and blank in rows:
+            weight[blank] = fresh_weight[blank]
+            if bias is not None:
+                bias[blank] = fresh_bias[blank]
+            rows = [r for r in rows if r != blank]
+        info["copy_blank"] = copy_blank
+        idx = torch.as_tensor(rows, dtype=torch.long, device=weight.device)
+        if calibrate == "rescale" and rows:
+            mapped_rms = weight[idx].pow(2).mean().sqrt()
+            scale = float(
+                fresh_weight.pow(2).mean().sqrt() / mapped_rms.clamp_min(1e-12)
+            )
+            weight[idx] *= scale
+            if bias is not None:
+                bias[idx] *= scale
+            info["scale"] = scale
+        info["calibrate"] = calibrate
+        if alpha != 1.0 and rows:
+            weight[idx] = alpha * weight[idx] + (1.0 - alpha) * fresh_weight[idx]
+            if bias is not None:
+                bias[idx] = alpha * bias[idx] + (1.0 - alpha) * fresh_bias[idx]
+        info["blend_alpha"] = alpha
+    return weight, bias, info
+
+
+def fit_temperature(
+    batches: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]],
+    rows: Sequence[int],
+    blank: int,
+    grid: Sequence[float] | None = None,
+) -> float:
+    """One temperature for the mapped rows that minimises the CTC loss.
+
+    The logits of ``rows`` are divided by ``T`` (the other rows, e.g. fresh
+    ones, unchanged), and ``T`` is the value of ``grid`` with the lowest summed
+    CTC loss on ``batches`` (ties go to the value nearest 1). Dividing a group
+    of logits by one positive number keeps their order, so the argmax over the
+    mapped rows is the same on every input. Apply it with
+    :func:`apply_temperature`.
+
+    Arguments
+    ---------
+    batches : sequence of tuples
+        ``(logits [B, T, V], input_lengths [B], targets [B, L], target_lengths
+        [B])``, lengths in frames and tokens (integers).
+    rows : sequence of int
+        The rows to scale (``RemapReport.mapped_rows``).
+    blank : int
+        CTC blank index.
+    grid : sequence of float, optional
+        Candidate temperatures; default 81 values from 0.2 to 20 (log-spaced)
+        and 1.
+
+    Returns
+    -------
+    float
+        The temperature.
+
+    Example
+    -------
+    >>> torch.manual_seed(0) is not None
+    True
+    >>> logits = torch.randn(2, 12, 4) * 8  # over-confident rows
+    >>> batch = (logits, torch.tensor([12, 12]), torch.tensor([[1, 2], [3, 1]]),
+    ...          torch.tensor([2, 2]))
+    >>> fit_temperature([batch], rows=[0, 1, 2, 3], blank=0) > 1
+    True
+    """
+    if grid is None:
+        grid = sorted({1.0, *torch.logspace(-0.69897, 1.30103, 81).tolist()})
+    rows = [int(r) for r in rows]
+    if not rows or not batches:
+        return 1.0
+    best_t, best_loss = 1.0, None
+    with torch.no_grad():
+        for temp in sorted(grid, key=lambda t: abs(math.log(t))):
+            total = 0.0
+            for logits, in_lens, targets, tgt_lens in batches:
+                scale = torch.ones(logits.shape[-1], dtype=logits.dtype)
+                scale[rows] = 1.0 / float(temp)
+                log_probs = torch.log_softmax(logits * scale.to(logits.device), -1)
+                total += float(
+                    torch.nn.functional.ctc_loss(
+                        log_probs.transpose(0, 1),
+                        targets,
+                        in_lens,
+                        tgt_lens,
+                        blank=blank,
+                        reduction="sum",
+                        zero_infinity=True,
+                    )
+                )
+            if best_loss is None or total < best_loss - 1e-9 * abs(best_loss):
+                best_t, best_loss = float(temp), total
+    return best_t
+
+
+def apply_temperature(layer: torch.nn.Module, rows: Sequence[int], temperature: float):
+    """Divide the weight and bias of ``rows`` of the head ``layer`` by ``temperature``.
+
+    Arguments
+    ---------
+    layer : torch.nn.Module
+        The head (or a module holding its one Linear/1x1 Conv1d), in place.
+    rows : sequence of int
+        Rows to scale.
+    temperature : float
+        Positive.
+
+    Example
+    -------
+    >>> head = torch.nn.Linear(2, 3)
+    >>> x = torch.randn(5, 2)
+    >>> before = head(x)[:, :2].argmax(-1)
+    >>> apply_temperature(head, [0, 1], 4.0)
+    >>> torch.equal(head(x)[:, :2].argmax(-1), before)
+    True
+    """
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature!r}")
+    _, core = _core_layer(layer)
+    idx = torch.as_tensor([int(r) for r in rows], dtype=torch.long)
+    with torch.no_grad():
+        core.weight[idx] /= temperature
+        if core.bias is not None:
+            core.bias[idx] /= temperature
 
 
 def _core_layer(head: torch.nn.Module) -> tuple[str, torch.nn.Module]:
@@ -746,6 +1021,9 @@ def _remap(
     layer_name: str = "",
     key: str | None = None,
     where: str = "the source head",
+    calibrate: str = "none",
+    blend_alpha: float = 1.0,
+    copy_blank: bool = True,
 ) -> RemapReport:
     """Fill the target ``layer`` in place from the source head in ``state``.
 
@@ -753,7 +1031,8 @@ def _remap(
     reads both inventories, finds the source head in ``state``
     (:func:`_find_head`), checks the rows of both heads against their tokens,
     maps the tokens and copies (or averages) the mapped rows into ``layer``;
-    rows without a source keep ``layer``'s values.
+    rows without a source keep ``layer``'s values, which are also the fresh
+    values the remedies of :func:`adjust_rows` use.
     """
     src_tokens = load_tokens(source_tokens)
     tgt_tokens = load_tokens(target_tokens)
@@ -791,11 +1070,92 @@ def _remap(
         new_weight, new_bias = remap_rows(weight, bias, tmap, layer.weight, layer.bias)
     except ValueError as err:
         raise ValueError(f"cannot remap {where} into the head: {err}") from err
+    report = RemapReport.from_map(tmap, src_tokens, tgt_tokens, strategy)
+    fresh_weight = layer.weight.detach().clone()
+    fresh_bias = None if layer.bias is None else layer.bias.detach().clone()
     with torch.no_grad():
         layer.weight.copy_(new_weight)
         if new_bias is not None:
             layer.bias.copy_(new_bias)
-    return RemapReport.from_map(tmap, src_tokens, tgt_tokens, strategy)
+    adjust_head(
+        layer,
+        fresh_weight,
+        fresh_bias,
+        report,
+        tmap.target_blank,
+        calibrate=calibrate,
+        blend_alpha=blend_alpha,
+        copy_blank=copy_blank,
+    )
+    return report
+
+
+def adjust_head(
+    head: torch.nn.Module,
+    fresh_weight: torch.Tensor,
+    fresh_bias: torch.Tensor | None,
+    report: RemapReport,
+    blank: int,
+    *,
+    calibrate: str = "none",
+    blend_alpha: float = 1.0,
+    copy_blank: bool = True,
+) -> RemapReport:
+    """:func:`adjust_rows` on a remapped head in place; ``report`` updated.
+
+    For a caller that remapped ``head`` already and kept its fresh
+    initialisation (``CTCTransferBrain`` does, for a model loaded without a
+    ``Pretrainer``). ``report.remedies`` records what was done, and
+    ``report.mapped_rows`` loses the blank when ``copy_blank`` is False.
+
+    Arguments
+    ---------
+    head : torch.nn.Module
+        The remapped head (or a module holding its one Linear/1x1 Conv1d).
+    fresh_weight, fresh_bias : torch.Tensor
+        Its values before the remap.
+    report : RemapReport
+        The remap's report (its ``mapped_rows``).
+    blank : int
+        Target blank row.
+    calibrate, blend_alpha, copy_blank
+        See :func:`adjust_rows`.
+
+    Returns
+    -------
+    RemapReport
+        ``report``, updated.
+
+    Example
+    -------
+    >>> head = torch.nn.Linear(2, 3)
+    >>> fresh_w, fresh_b = head.weight.detach().clone(), head.bias.detach().clone()
+    >>> rep = RemapReport(3, 3, "exact", 1, 1, 0, 1, mapped_rows=[0, 1])
+    >>> _ = adjust_head(head, fresh_w, fresh_b, rep, 0, copy_blank=False)
+    >>> rep.mapped_rows, rep.remedies["copy_blank"]
+    ([1], False)
+    """
+    _, layer = _core_layer(head)
+    weight, bias, info = adjust_rows(
+        layer.weight,
+        layer.bias,
+        fresh_weight.reshape(layer.weight.shape),
+        fresh_bias,
+        report.mapped_rows,
+        blank,
+        calibrate=calibrate,
+        blend_alpha=blend_alpha,
+        copy_blank=copy_blank,
+    )
+    if info:
+        with torch.no_grad():
+            layer.weight.copy_(weight)
+            if bias is not None:
+                layer.bias.copy_(bias)
+        if not info["copy_blank"]:
+            report.mapped_rows = [r for r in report.mapped_rows if r != blank]
+    report.remedies = info
+    return report
 
 
 def remap_ctc_head(
@@ -806,6 +1166,9 @@ def remap_ctc_head(
     blank_index: int = 0,
     source_blank: int | None = None,
     target_blank: int | None = None,
+    calibrate: str = "none",
+    blend_alpha: float = 1.0,
+    copy_blank: bool = True,
 ) -> tuple[torch.nn.Module, RemapReport]:
     """A new CTC head for the target inventory, started from ``head``.
 
@@ -831,6 +1194,15 @@ def remap_ctc_head(
         Source blank index (-1: last, as NeMo).
     target_blank : int, optional
         Target blank index.
+    calibrate : str
+        ``none`` (default), ``rescale`` (mapped rows to a fresh layer's
+        scale) or ``temperature`` (fitted later on data: :func:`fit_temperature`);
+        see :func:`adjust_rows`.
+    blend_alpha : float
+        Mapped rows = ``alpha * copied + (1 - alpha) * fresh``; 1 (default):
+        the plain remap, 0: the fresh head.
+    copy_blank : bool
+        Keep the source's blank row (default) or start it fresh.
 
     Returns
     -------
@@ -848,7 +1220,14 @@ def remap_ctc_head(
     (torch.Size([3, 4]), 1, 1)
     >>> torch.equal(new.weight[1], head.weight[2])
     True
+    >>> torch.manual_seed(0) is not None
+    True
+    >>> half, rep = remap_ctc_head(head, ["<blank>", "a", "b"], ["<blank>", "b", "é"],
+    ...                            blend_alpha=0.5, copy_blank=False)
+    >>> rep.remedies
+    {'copy_blank': False, 'calibrate': 'none', 'blend_alpha': 0.5}
     """
+    check_remedies(calibrate, blend_alpha, copy_blank)
     target_tokens = load_tokens(target_tokens)
     name, layer = _core_layer(head)
     fresh = _fresh_layer(layer, len(target_tokens))
@@ -861,6 +1240,9 @@ def remap_ctc_head(
         blank_index if source_blank is None else source_blank,
         blank_index if target_blank is None else target_blank,
         layer_name=name,
+        calibrate=calibrate,
+        blend_alpha=blend_alpha,
+        copy_blank=copy_blank,
     )
     # Resize a copy in place rather than swap layers, so the head (and its
     # core layer, subclasses included) keeps its exact type and settings.
@@ -925,6 +1307,11 @@ class RemapHeadHook:
                     source_blank: 0
                     target_blank: 0
                     report_path: !ref <output_folder>/remap_report.json
+                    # remedies for copied rows that train worse than fresh
+                    # ones (off by default; see adjust_rows):
+                    calibrate: none      # or rescale
+                    blend_alpha: 1.0     # 1: copied rows as they are
+                    copy_blank: true     # false: the blank row starts fresh
 
     Arguments
     ---------
@@ -945,6 +1332,17 @@ class RemapHeadHook:
         or the prefix of its keys (``1``, ``1.w``). Without it the head is found
         by name, else by shape; an ambiguous or absent head is an error naming
         the candidates.
+    calibrate : str
+        ``none`` (default) or ``rescale``: the mapped rows, weights and biases,
+        scaled by one factor to a fresh layer's RMS (:func:`adjust_rows`).
+        ``temperature`` is accepted and recorded but fitted on data later
+        (``CTCTransferBrain`` does it at fit start; elsewhere call
+        :func:`fit_temperature` and :func:`apply_temperature`).
+    blend_alpha : float
+        Mapped rows = ``alpha * copied + (1 - alpha) * fresh`` (``obj``'s own
+        initialisation); 1 (default): the plain remap.
+    copy_blank : bool
+        True (default): the blank row is the source's; False: ``obj``'s own.
 
     Example
     -------
@@ -970,8 +1368,14 @@ class RemapHeadHook:
         target_blank: int = 0,
         report_path: str | os.PathLike | None = None,
         key: str | None = None,
+        calibrate: str = "none",
+        blend_alpha: float = 1.0,
+        copy_blank: bool = True,
     ):
         parse_strategy(strategy)  # fail at YAML load time, not mid-recipe
+        self.calibrate, self.blend_alpha, self.copy_blank = check_remedies(
+            calibrate, blend_alpha, copy_blank
+        )
         self.source_tokens = source_tokens
         self.target_tokens = target_tokens
         self.strategy = strategy
@@ -1040,6 +1444,9 @@ class RemapHeadHook:
             layer_name=name,
             key=self.key,
             where=where,
+            calibrate=self.calibrate,
+            blend_alpha=self.blend_alpha,
+            copy_blank=self.copy_blank,
         )
         logger.info("%s", self.report)
         # Every DDP process remaps its own copy; one writes the report.

@@ -10,19 +10,10 @@ target alphabet (rows of shared letters kept, see `remap_strategy`). The result 
 written in hub layout to <output_folder>/model, itself a pretrained_path.
 """
 
-import sys
-
-from xlt_plugin.recipe import (
-    common_voice_data,
-    export_model,
-    fit_and_test,
-    load_recipe,
-    make_brain,
-)
+from xlt_plugin.recipe import main
 
 if __name__ == "__main__":
-    hparams, run_opts, _ = load_recipe(sys.argv[1:])
-    tokenizer, datasets = common_voice_data(hparams)
-    brain = make_brain(hparams, run_opts, tokenizer)
-    results = fit_and_test(brain, datasets, hparams)
-    export_model(brain, hparams, results)
+    # Load the YAML, prepare the data, build the Brain, fit, test the best
+    # checkpoint, write <output_folder>/model (xlt_plugin/recipe.py, one
+    # function a step). A mistake in the command line ends with one message.
+    main()

@@ -12,17 +12,9 @@ test set is decoded again with beam search + LM (metrics lines with
 "decoder": "beam+lm").
 """
 
-import sys
-
 import speechbrain as sb
 
-from xlt_plugin.recipe import (
-    common_voice_data,
-    export_model,
-    fit_and_test,
-    load_recipe,
-    make_brain,
-)
+from xlt_plugin.recipe import main
 
 
 def test_with_domain_lm(brain, datasets, hparams):
@@ -64,12 +56,14 @@ def test_with_domain_lm(brain, datasets, hparams):
     )
 
 
-if __name__ == "__main__":
-    hparams, run_opts, _ = load_recipe(sys.argv[1:])
-    tokenizer, datasets = common_voice_data(hparams)
-    brain = make_brain(hparams, run_opts, tokenizer)
-    results = fit_and_test(brain, datasets, hparams)
+def lm_tests(brain, datasets, hparams):
+    """The exported model's ``test_beam_lm`` metadata (None without an LM)."""
     lm_results = None
     if hparams.get("lm_order", 0) > 0:
         lm_results = test_with_domain_lm(brain, datasets, hparams)
-    export_model(brain, hparams, results, {"test_beam_lm": lm_results})
+    return {"test_beam_lm": lm_results}
+
+
+if __name__ == "__main__":
+    # The steps of every recipe (xlt_plugin/recipe.py), then the domain LM test.
+    main(extra_tests=lm_tests)

@@ -301,12 +301,52 @@ def test_pretrained_paths_that_are_missing_or_not_a_nemo_tar(tmp_path):
         assert all(w in str(err.value) for w in words), err.value
 
 
+def test_a_base_whose_encoder_misses_keys_is_refused_by_the_pretrainer(tmp_path):
+    """The xfer YAMLs' Pretrainer loads the encoder strictly (LoadSubmodule).
+
+    SpeechBrain's default loader would only warn and train from the random
+    weights of the missing keys.
+    """
+    from hyperpyyaml import load_hyperpyyaml
+
+    from xlt_plugin.pretrained import ENCODER_FILE, run_pretrainer
+
+    model = _tiny_pretrained(tmp_path / "model")
+    weights = model / ENCODER_FILE
+    state = torch.load(weights, weights_only=True)
+
+    def pretrainer_of(language):
+        yaml = REPO / "recipes" / "CommonVoice" / "hparams" / f"{language}_xfer.yaml"
+        overrides = {
+            "data_folder": str(tmp_path),
+            "pretrained_path": str(model),
+            "output_folder": str(tmp_path / language),
+        }
+        hparams = load_hyperpyyaml(yaml.read_text(encoding="utf-8"), overrides)
+        return hparams["pretrainer"], hparams["encoder"]
+
+    pretrainer, encoder = pretrainer_of("es")  # the whole checkpoint loads
+    run_pretrainer(pretrainer, {})
+    assert all(torch.equal(encoder.state_dict()[k], v) for k, v in state.items())
+
+    dropped = sorted(state)[0]
+    del state[dropped]
+    torch.save(state, weights)
+    for language in ("de", "es", "ru"):
+        pretrainer, _ = pretrainer_of(language)
+        with pytest.raises(RuntimeError) as err:
+            run_pretrainer(pretrainer, {})
+        message = str(err.value)
+        assert str(weights) in message and "do not fit" in message, message
+        assert "Missing key(s)" in message and dropped in message, message
+
+
 # ------------------------------------------------------------------- hparams
 def test_a_typod_hparams_key_on_the_command_line_is_refused(tmp_path):
-    from xlt_plugin.recipe import load_recipe
+    from xlt_plugin.recipe import RecipeError, load_recipe
 
     argv = [ES_SCRATCH, f"--data_folder={tmp_path}", f"--output_folder={tmp_path}"]
-    with pytest.raises((KeyError, ValueError, SystemExit)) as err:
+    with pytest.raises(RecipeError) as err:
         load_recipe([str(a) for a in [*argv, "--batch_sise=4"]])
     assert "batch_sise" in str(err.value)
     assert not (tmp_path / "hyperparams.yaml").exists()  # stopped before the run

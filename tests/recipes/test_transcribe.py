@@ -109,32 +109,39 @@ def _cap_or_cat():
     return torch.tensor(np.log(np.array(rows)), dtype=torch.float32)
 
 
+@pytest.mark.parametrize("decoder", ["python", "auto"])
 @pytest.mark.parametrize("backend", ["python", "kenlm"])
-def test_lm_fusion_changes_the_beam(tmp_path, backend):
+def test_lm_fusion_changes_the_beam(tmp_path, backend, decoder):
+    """``auto`` is the compiled decoder when flashlight-text is installed."""
     if backend == "kenlm":
         pytest.importorskip("kenlm")  # optional extra `lm`
     log_probs = _cap_or_cat()
     assert CTCDecoder(TOKENS, 0)(log_probs) == "cap"
-    assert CTCDecoder(TOKENS, 0, beam=8)(log_probs) == "cap"
+    assert CTCDecoder(TOKENS, 0, beam=8, decoder=decoder)(log_probs) == "cap"
     lm = estimate_kneser_ney(["cat", "a cat", "cat cat"], order=2)
     path = lm.write(tmp_path / "cat.arpa")
-    fused = CTCDecoder(TOKENS, 0, beam=8, lm=path, lm_backend=backend)
+    fused = CTCDecoder(TOKENS, 0, beam=8, lm=path, lm_backend=backend, decoder=decoder)
     assert fused(log_probs) == "cat"
     with pytest.raises(ValueError, match="beam > 1"):
         CTCDecoder(TOKENS, 0, beam=1, lm=path)
 
 
-def test_hotwords_change_the_beam(tmp_path):
+@pytest.mark.parametrize("decoder", ["python", "auto"])
+def test_hotwords_change_the_beam(tmp_path, decoder):
     log_probs = _cap_or_cat()
-    assert CTCDecoder(TOKENS, 0, beam=8, hotwords=["cat"])(log_probs) == "cat"
-    assert CTCDecoder(TOKENS, 0, beam=8, hotwords=["tap"])(log_probs) == "cap"
+    for hotword, expected in (("cat", "cat"), ("tap", "cap")):
+        beam = CTCDecoder(TOKENS, 0, beam=8, hotwords=[hotword], decoder=decoder)
+        assert beam(log_probs) == expected
     # A hotword the LM never saw still wins over the LM's own word.
     path = estimate_kneser_ney(["cap", "a cap"], order=2).write(tmp_path / "l.arpa")
-    with_lm = CTCDecoder(TOKENS, 0, beam=8, lm=path, lm_backend="python")
+    with_lm = CTCDecoder(
+        TOKENS, 0, beam=8, lm=path, lm_backend="python", decoder=decoder
+    )
     assert with_lm(log_probs) == "cap"
     boosted = CTCDecoder(
-        TOKENS, 0, beam=8, lm=path, lm_backend="python", hotwords=["cat"]
-    )
+        TOKENS, 0, beam=8, lm=path, lm_backend="python", hotwords=["cat"],
+        decoder=decoder,
+    )  # fmt: skip
     assert boosted(log_probs) == "cat"
 
 
@@ -164,6 +171,19 @@ def test_beam_with_lm_runs_on_files(model_dir, clips, tmp_path, capsys):
                           "--hotwords", "cat,dog", clips[0])  # fmt: skip
     assert code == 0, err
     assert out.startswith(f"{clips[0]}\t") and out.count("\n") == 1
+    # Both beam engines, chosen on the command line, write a line per file;
+    # the compiled one spells only the LM's words (and the hotwords).
+    for engine in ("python", "flashlight"):
+        if engine == "flashlight":
+            pytest.importorskip("flashlight.lib.text")  # extra `lm`
+        code, out, err = _run(capsys, "transcribe", "--model", model_dir, "--lm",
+                              path, "--decoder", engine, *clips[:2])  # fmt: skip
+        assert code == 0, err
+        assert out.count("\n") == 2
+        if engine == "flashlight":
+            words = {"the", "cat", "sat", "on", "mat", "a", "dog"}
+            for line in out.splitlines():
+                assert set(line.split("\t")[1].split()) <= words
 
 
 @pytest.fixture(scope="module")

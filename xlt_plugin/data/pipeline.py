@@ -218,7 +218,9 @@ def _ctc_fit_test(train: DynamicItemDataset, hparams: dict) -> dict:
     return {"ctc_fits": bool}
 
 
-def make_datasets(hparams: dict, tokenizer: CTCTextEncoder) -> dict:
+def make_datasets(
+    hparams: dict, tokenizer: CTCTextEncoder, replay_ratio: float = 0.0
+) -> dict:
     """Train/valid/test ``DynamicItemDataset``s with ``sig``, ``tokens``, ``wrd``.
 
     With ``feature_cache`` set (a folder), items carry cached ``feats`` instead of
@@ -235,11 +237,18 @@ def make_datasets(hparams: dict, tokenizer: CTCTextEncoder) -> dict:
         The recipe's loaded YAML.
     tokenizer : CTCTextEncoder
         The target token inventory.
+    replay_ratio : float
+        Rehearsal (with ``replay_train_csv`` and ``replay_valid_csv`` in
+        ``hparams``, which :func:`xlt_plugin.recipe.common_voice_data` sets): the
+        source share of each training batch. ``train`` is then the union of
+        both corpora with a :class:`~xlt_plugin.data.replay.ReplayBatchSampler`
+        in ``train_dataloader_opts``, and ``replay_valid`` the source dev set
+        (also with ratio 0).
 
     Returns
     -------
     dict
-        ``{"train": ds, "valid": ds, "test": {name: ds}}``.
+        ``{"train": ds, "valid": ds, "test": {name: ds}}`` (and ``replay_valid``).
     """
     sample_rate = hparams.get("sample_rate", 16000)
 
@@ -266,12 +275,14 @@ def make_datasets(hparams: dict, tokenizer: CTCTextEncoder) -> dict:
         def feature_pipeline(utt_id, wav):
             return cache(utt_id, wav)
 
-    def load(csv_file):
-        ds = DynamicItemDataset.from_csv(csv_path=str(csv_file))
+    def with_pipelines(ds):
         ds.add_dynamic_item(feature_pipeline if cache else audio_pipeline)
         ds.add_dynamic_item(text_pipeline)
         ds.set_output_keys(["id", "feats" if cache else "sig", "tokens", "wrd"])
         return ds
+
+    def load(csv_file):
+        return with_pipelines(DynamicItemDataset.from_csv(csv_path=str(csv_file)))
 
     max_duration = hparams.get("max_duration")
     train = load(hparams["train_csv"])
@@ -302,4 +313,75 @@ def make_datasets(hparams: dict, tokenizer: CTCTextEncoder) -> dict:
         name: load(path).filtered_sorted(sort_key="duration")
         for name, path in tests.items()
     }
-    return {"train": train, "valid": valid, "test": test}
+    datasets = {"train": train, "valid": valid, "test": test}
+    if hparams.get("replay_train_csv"):
+        datasets.update(
+            _replay_datasets(hparams, train, load, with_pipelines, replay_ratio)
+        )
+    return datasets
+
+
+#: Prefix of replayed source utterance ids (they may repeat target ids).
+REPLAY_PREFIX = "replay_"
+
+
+def _replay_datasets(hparams: dict, train, load, with_pipelines, ratio: float) -> dict:
+    """Rehearsal: the union train set, its batch sampler, the source dev set.
+
+    The union holds the target training rows (in their order) then the source
+    ones (ids prefixed ``replay_``, filtered by ``max_duration`` and CTC fit as
+    the target's are); a :class:`~xlt_plugin.data.replay.ReplayBatchSampler`
+    mixes them by ``replay_ratio`` per batch and goes in
+    ``train_dataloader_opts`` as its ``batch_sampler``.
+    """
+    from xlt_plugin.data.replay import ReplayBatchSampler
+
+    out = {
+        "replay_valid": load(hparams["replay_valid_csv"]).filtered_sorted(
+            sort_key="duration"
+        )
+    }
+    if ratio <= 0:
+        return out
+    source = load(hparams["replay_train_csv"])
+    max_duration = hparams.get("max_duration")
+    key_test = _ctc_fit_test(
+        source, {**hparams, "train_csv": hparams["replay_train_csv"]}
+    )
+    source = source.filtered_sorted(
+        sort_key="duration",
+        key_max_value={"duration": max_duration} if max_duration else {},
+        key_test=key_test,
+    )
+
+    # Copies of the rows without their "id" (DynamicItemDataset adds it to each
+    # row, and refuses rows that have one): the union's ids are the keys.
+    def row(dataset, utt):
+        return {k: v for k, v in dataset.data[utt].items() if k != "id"}
+
+    data = {utt: row(train, utt) for utt in train.data_ids}
+    for utt in source.data_ids:
+        data[REPLAY_PREFIX + utt] = row(source, utt)
+    union = with_pipelines(DynamicItemDataset(data))
+    n_target = len(train.data_ids)
+    opts = hparams.setdefault("train_dataloader_opts", {})
+    batch_size = int(opts.pop("batch_size", hparams.get("batch_size", 8)))
+    opts.pop("shuffle", None)
+    opts["batch_sampler"] = ReplayBatchSampler(
+        range(n_target),
+        range(n_target, len(data)),
+        batch_size=batch_size,
+        ratio=ratio,
+        seed=int(hparams.get("seed", 0)),
+        shuffle_target=hparams.get("sorting", "ascending") == "random",
+        epoch_counter=hparams.get("epoch_counter"),
+    )
+    logger.info(
+        "Rehearsal: %d target and %d source training utterances, %.0f%% of each "
+        "batch from the source.",
+        n_target,
+        len(source.data_ids),
+        100 * ratio,
+    )
+    out["train"] = union
+    return out

@@ -3,14 +3,26 @@
 Decoding
     ``beam=1`` is greedy decoding (best token per frame, repeats merged, blanks
     dropped): exactly what training reports and what SpeechBrain's
-    ``EncoderASR`` returns. ``beam > 1`` runs SpeechBrain's
-    ``CTCPrefixBeamSearcher``, which sums the probability of every alignment of
-    a prefix. A word n-gram model (an ARPA file, see :mod:`xlt_plugin.decode.lm`) is
-    fused into the beam's scores (shallow fusion: ``lm_weight`` times the LM's
+    ``EncoderASR`` returns. ``beam > 1`` is CTC beam search, by one of two
+    engines (``decoder=``):
+
+    ``flashlight`` (the default when ``flashlight-text`` is installed, extra
+    ``[lm]``) is torchaudio's compiled decoder
+    (:class:`~xlt_plugin.decode.flashlight.FlashlightBeamSearch`), 10-100x
+    faster; with an LM it spells words of the LM's vocabulary (and the
+    hotwords) only.
+
+    ``python`` is SpeechBrain's ``CTCPrefixBeamSearcher``, pure Python, which
+    can also spell words the LM does not know (at a penalty). It is the
+    fallback when flashlight-text is missing (a log line says so), and stays
+    selectable for comparison.
+
+    A word n-gram model (an ARPA file, see :mod:`xlt_plugin.decode.lm`) is fused
+    into either beam's scores (shallow fusion: ``lm_weight`` times the LM's
     natural-log probability plus ``word_bonus`` per word, pyctcdecode's alpha and
-    beta). The scorer here (:class:`FusionScorer`) reads the ARPA file in pure
-    Python, or through ``kenlm`` when it is installed, and also boosts hotwords,
-    which SpeechBrain's own KenLM scorer cannot.
+    beta), with the same formula (:class:`FusionScorer`, which reads the ARPA
+    file in pure Python, or through ``kenlm`` when it is installed, and also
+    boosts hotwords, which SpeechBrain's own KenLM scorer cannot).
 
 Long files
     A file longer than ``chunk_seconds`` (30 s) is cut at its quietest points
@@ -29,7 +41,6 @@ Authors
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -37,6 +48,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from xlt_plugin.decode.fusion import FusionScorer, _tokens_to_text
 
 logger = logging.getLogger(__name__)
 
@@ -49,15 +62,6 @@ __all__ = [
     "greedy_decode",
     "transcribe_files",
 ]
-
-#: SentencePiece's word-start mark; it becomes a space in text.
-_SPM_SPACE = "\u2581"
-_LOG10_E = math.log10(math.e)
-
-
-def _tokens_to_text(pieces: Iterable[str]) -> str:
-    text = "".join(pieces).replace(_SPM_SPACE, " ")
-    return " ".join(text.split())
 
 
 def greedy_decode(
@@ -96,217 +100,9 @@ def greedy_decode(
     return _tokens_to_text(pieces)
 
 
-# ------------------------------------------------------------------ LM fusion
-class _ArpaBackend:
-    """Word scores from an :class:`xlt_plugin.decode.lm.ArpaLM` (pure Python)."""
-
-    def __init__(self, lm):
-        self.lm = lm
-        self.order = lm.order
-        self.words = {w for w in lm.vocabulary if w not in ("</s>", "<unk>")}
-
-    def start(self, boundary: bool):
-        return ("<s>",) if boundary else ()
-
-    def __contains__(self, word: str) -> bool:
-        return word in self.lm
-
-    def score(self, state, word: str):
-        log10 = self.lm.log10_prob(word, state)
-        keep = self.order - 1
-        return log10, ((*state, word)[-keep:] if keep else ())
-
-
-class _KenlmBackend:
-    """Word scores from a ``kenlm.Model`` (C++; ARPA or binary)."""
-
-    def __init__(self, path: str, words: set[str]):
-        import kenlm
-
-        self.kenlm = kenlm
-        config = kenlm.Config()
-        config.show_progress = False  # its progress bar would mix into our output
-        self.model = kenlm.Model(path, config)
-        self.order = self.model.order
-        self.words = {w for w in words if w in self.model}
-
-    def start(self, boundary: bool):
-        state = self.kenlm.State()
-        if boundary:
-            self.model.BeginSentenceWrite(state)
-        else:
-            self.model.NullContextWrite(state)
-        return state
-
-    def __contains__(self, word: str) -> bool:
-        return word in self.model
-
-    def score(self, state, word: str):
-        out = self.kenlm.State()
-        return self.model.BaseScore(state, word, out), out
-
-
-def _arpa_unigrams(path: str) -> set[str]:
-    words = set()
-    with open(path, encoding="utf-8") as f:
-        inside = False
-        for line in f:
-            line = line.strip()
-            if line == "\\1-grams:":
-                inside = True
-            elif inside and line.startswith("\\"):
-                break
-            elif inside and line:
-                parts = line.split()
-                if len(parts) >= 2 and parts[1] not in ("<s>", "</s>", "<unk>"):
-                    words.add(parts[1])
-    return words
-
-
-def _load_backend(lm: Any, backend: str):
-    from xlt_plugin.decode.lm import ArpaLM
-
-    if isinstance(lm, ArpaLM):
-        return _ArpaBackend(lm)
-    path = str(lm)
-    if not Path(path).is_file():
-        raise FileNotFoundError(
-            f"language model {path} does not exist; build one with `xlt lm "
-            "--text SENTENCES.txt --order 3 --out lm.arpa`"
-        )
-    is_arpa = not path.endswith((".bin", ".binary", ".klm"))
-    if backend == "auto":
-        try:
-            import kenlm  # noqa: F401
-
-            backend = "kenlm"
-        except ImportError:
-            backend = "python"
-    if backend == "kenlm":
-        words = _arpa_unigrams(path) if is_arpa else set()
-        return _KenlmBackend(path, words)
-    if backend != "python":
-        raise ValueError(f"lm backend must be auto, kenlm or python, not {backend!r}")
-    if not is_arpa:
-        raise ValueError(
-            f"{path} looks like a KenLM binary: reading it needs the kenlm package "
-            "(pip install kenlm), or give the ARPA file instead"
-        )
-    return _ArpaBackend(ArpaLM.read(path))
-
-
-class FusionScorer:
-    """Word-level scores for SpeechBrain's CTC beam searchers: LM and hotwords.
-
-    The interface of ``speechbrain.integrations.decoders.kenlm_scorer.
-    KenlmScorer`` (and pyctcdecode's), with the same formula: a finished word
-    scores ``lm_weight * ln p(word | history) + word_bonus`` (plus ``ln
-    p(</s>)`` after the last word), with ``unk_offset`` (log10 units) added for
-    words outside the LM's vocabulary; an unfinished word is penalised by
-    ``unk_offset`` once it can no longer become a known word. A hotword gets
-    ``hotword_weight`` when finished and a share of it while its prefix is
-    being spelled, so beams heading for it survive pruning.
-
-    Arguments
-    ---------
-    lm : path, ArpaLM or None
-        An ARPA file (or KenLM binary), a loaded :class:`xlt_plugin.decode.lm.ArpaLM`,
-        or None (hotwords only).
-    lm_weight : float
-        Weight of the LM log-probability (alpha).
-    word_bonus : float
-        Added per word (beta), against the LM's preference for short outputs.
-    unk_offset : float
-        Added (log10 units) to the LM score of an out-of-vocabulary word.
-    hotwords : iterable of str
-        Words to favour (phrases are split into words).
-    hotword_weight : float
-        Bonus (natural log units) of a finished hotword.
-    backend : str
-        ``auto`` (kenlm when installed, else Python), ``kenlm`` or ``python``.
-
-    Example
-    -------
-    >>> from xlt_plugin.decode.lm import estimate_kneser_ney
-    >>> lm = estimate_kneser_ney(["the heart rate", "the heart beat"], order=2)
-    >>> scorer = FusionScorer(lm, lm_weight=1.0, word_bonus=0.0)
-    >>> state = scorer.get_start_state()
-    >>> known, state = scorer.score(state, "the")
-    >>> unknown, _ = scorer.score(state, "hart")
-    >>> known > unknown, scorer.score_partial_token("hea"), scorer.order
-    (True, 0.0, 2)
-    """
-
-    def __init__(
-        self,
-        lm: Any = None,
-        lm_weight: float = 0.5,
-        word_bonus: float = 1.0,
-        unk_offset: float = -10.0,
-        hotwords: Iterable[str] = (),
-        hotword_weight: float = 10.0,
-        backend: str = "auto",
-    ):
-        self.backend = None if lm is None else _load_backend(lm, backend)
-        self.alpha = float(lm_weight)
-        self.beta = float(word_bonus)
-        self.unk_offset = float(unk_offset)
-        self.hotwords = {w for phrase in hotwords for w in str(phrase).split()}
-        self.hotword_weight = float(hotword_weight)
-        words = set(self.backend.words) if self.backend else set()
-        self._prefixes = {w[:i] for w in words | self.hotwords for i in range(len(w))}
-        self._hot_prefix: dict[str, int] = {}
-        for word in self.hotwords:
-            for i in range(1, len(word)):
-                best = self._hot_prefix.get(word[:i], len(word))
-                self._hot_prefix[word[:i]] = min(best, len(word))
-
-    @property
-    def order(self) -> int:
-        """Order of the n-gram model (1 without one)."""
-        return self.backend.order if self.backend else 1
-
-    def get_start_state(self):
-        """LM state at a sentence start."""
-        return self.backend.start(True) if self.backend else None
-
-    def score_partial_token(self, partial: str) -> float:
-        """Score of an unfinished word (replaced once the word is finished)."""
-        bonus = 0.0
-        if partial in self._hot_prefix:
-            share = min(1.0, len(partial) / self._hot_prefix[partial])
-            bonus = self.hotword_weight * share
-        if self.backend is None or not self.backend.words:
-            return bonus  # no word list (a KenLM binary): nothing to judge by
-        if partial in self._prefixes:
-            return bonus
-        if partial in self.backend.words or partial in self.hotwords:
-            return bonus
-        penalty = self.unk_offset
-        if len(partial) > 6:  # as pyctcdecode: long unknown strings cost more
-            penalty *= len(partial) / 6
-        return penalty + bonus
-
-    def score(self, prev_state, word: str, is_last_word: bool = False):
-        """Score of a finished ``word`` after ``prev_state``; the new state."""
-        bonus = self.hotword_weight if word in self.hotwords else 0.0
-        if self.backend is None:
-            return bonus, prev_state
-        if not word:  # the end of a beam that closed its last word already
-            if not is_last_word:
-                return 0.0, prev_state
-            end, _ = self.backend.score(prev_state, "</s>")
-            return self.alpha * end / _LOG10_E, prev_state
-        log10, state = self.backend.score(prev_state, word)
-        unknown = word not in self.backend or (
-            self.backend.words and word not in self.backend.words
-        )
-        if unknown and not bonus:  # hotwords are often names the LM never saw
-            log10 += self.unk_offset
-        if is_last_word:
-            end, _ = self.backend.score(state, "</s>")
-            log10 += end
-        return self.alpha * log10 / _LOG10_E + self.beta + bonus, state
+# ---------------------------------------------------------------- decoders
+#: Engines of beam search (``CTCDecoder(decoder=...)``).
+DECODERS = ("auto", "flashlight", "python")
 
 
 class CTCDecoder:
@@ -330,17 +126,33 @@ class CTCDecoder:
         Their bonus.
     lm_backend : str
         ``auto``, ``kenlm`` or ``python``.
+    decoder : str
+        Beam search engine: ``flashlight`` (compiled, needs flashlight-text),
+        ``python`` (SpeechBrain's prefix beam search) or ``auto`` (flashlight
+        when it is installed and can run this setup, else python, with a log
+        line saying why).
     **searcher_kwargs
-        More options of ``speechbrain.decoders.ctc.CTCPrefixBeamSearcher``
-        (``beam_prune_logp``, ``token_prune_min_logp``, ...).
+        More options of the engine: for ``python``,
+        ``speechbrain.decoders.ctc.CTCPrefixBeamSearcher``'s
+        (``beam_prune_logp``, ``token_prune_min_logp``, ...); for
+        ``flashlight``, :class:`~xlt_plugin.decode.flashlight.FlashlightBeamSearch`'s
+        (``beam_threshold``, ``beam_size_token``, ``log_add``). With ``auto``
+        they go to whichever engine runs, so name only options it has.
+
+    Attributes
+    ----------
+    engine : str
+        ``greedy``, ``flashlight`` or ``python``: what decodes.
 
     Example
     -------
     >>> probs = torch.tensor([[0.6, 0.4], [0.6, 0.4]])  # blank wins each frame
     >>> CTCDecoder(["<blank>", "a"], 0)(probs.log())
     ''
-    >>> CTCDecoder(["<blank>", "a"], 0, beam=4)(probs.log())  # P(a) = 0.64
+    >>> CTCDecoder(["<blank>", "a"], 0, beam=4, decoder="python")(probs.log())
     'a'
+    >>> CTCDecoder(["<blank>", "a"], 0, beam=4).engine in ("flashlight", "python")
+    True
     """
 
     def __init__(
@@ -354,6 +166,7 @@ class CTCDecoder:
         hotwords: Iterable[str] | None = None,
         hotword_weight: float = 10.0,
         lm_backend: str = "auto",
+        decoder: str = "auto",
         **searcher_kwargs,
     ):
         self.tokens = list(tokens)
@@ -362,36 +175,77 @@ class CTCDecoder:
         hotwords = list(hotwords or [])
         if self.beam < 1:
             raise ValueError(f"beam must be at least 1, got {beam}")
+        if decoder not in DECODERS:
+            raise ValueError(
+                f"decoder must be one of {', '.join(DECODERS)}, not {decoder!r}"
+            )
         if self.beam == 1 and (lm is not None or hotwords):
             raise ValueError(
                 "a language model or hotwords need beam search: give beam > 1 "
                 "(e.g. --beam 16)"
             )
-        self.searcher = None
-        if self.beam > 1:
-            from speechbrain.decoders.ctc import CTCPrefixBeamSearcher
-
-            kwargs = {"prune_history": True, **searcher_kwargs}
-            self.searcher = CTCPrefixBeamSearcher(
-                blank_index=self.blank_index,
-                vocab_list=self.tokens,
-                space_token=" ",
-                beam_size=self.beam,
-                **kwargs,
+        self.searcher = None  # SpeechBrain's CTCPrefixBeamSearcher
+        self.compiled = None  # FlashlightBeamSearch
+        self.engine = "greedy"
+        if self.beam == 1:
+            return
+        fusion = {
+            "lm": lm,
+            "lm_weight": lm_weight,
+            "word_bonus": word_bonus,
+            "hotwords": hotwords,
+            "hotword_weight": hotword_weight,
+            "lm_backend": lm_backend,
+        }
+        if decoder in ("auto", "flashlight"):
+            from xlt_plugin.decode.flashlight import (
+                FlashlightBeamSearch,
+                FlashlightUnavailableError,
+                FlashlightUnsupportedError,
             )
-            if lm is not None or hotwords:
-                self.searcher.lm = FusionScorer(
-                    lm,
-                    lm_weight=lm_weight,
-                    word_bonus=word_bonus,
-                    hotwords=hotwords,
-                    hotword_weight=hotword_weight,
-                    backend=lm_backend,
+
+            try:
+                self.compiled = FlashlightBeamSearch(
+                    self.tokens,
+                    self.blank_index,
+                    self.beam,
+                    **fusion,
+                    **searcher_kwargs,
                 )
+                self.engine = "flashlight"
+                return
+            except (FlashlightUnavailableError, FlashlightUnsupportedError) as err:
+                if decoder == "flashlight":
+                    raise
+                logger.info(
+                    "beam search runs SpeechBrain's pure-Python prefix search "
+                    "(10-100x slower than the compiled decoder): %s",
+                    err,
+                )
+        from speechbrain.decoders.ctc import CTCPrefixBeamSearcher
+
+        kwargs = {"prune_history": True, **searcher_kwargs}
+        self.searcher = CTCPrefixBeamSearcher(
+            blank_index=self.blank_index,
+            vocab_list=self.tokens,
+            space_token=" ",
+            beam_size=self.beam,
+            **kwargs,
+        )
+        self.engine = "python"
+        if lm is not None or hotwords:
+            self.searcher.lm = FusionScorer(
+                lm,
+                lm_weight=lm_weight,
+                word_bonus=word_bonus,
+                hotwords=hotwords,
+                hotword_weight=hotword_weight,
+                backend=lm_backend,
+            )
 
     def __call__(self, log_probs: torch.Tensor) -> str:
         """Text of one utterance from its ``[frames, tokens]`` log-probabilities."""
-        if self.searcher is None:
+        if self.engine == "greedy":
             return greedy_decode(log_probs, self.tokens, self.blank_index)
         return self.batch(log_probs.unsqueeze(0))[0]
 
@@ -417,6 +271,8 @@ class CTCDecoder:
             valid = [frames] * log_probs.shape[0]
         else:
             valid = [int(x) for x in (lengths.cpu() * frames).round().long()]
+        if self.compiled is not None:
+            return self.compiled.batch(log_probs, valid)
         if self.searcher is None:
             return [
                 greedy_decode(lp[:n], self.tokens, self.blank_index)
@@ -597,6 +453,7 @@ def transcribe_files(
     hotwords: Iterable[str] | None = None,
     hotword_weight: float = 10.0,
     chunk_seconds: float = 30.0,
+    decoder: str = "auto",
 ) -> list[str]:
     """Transcribe audio files with a pretrained CTC model.
 
@@ -619,6 +476,9 @@ def transcribe_files(
         Their bonus (natural log units).
     chunk_seconds : float
         Longer files are cut at pauses into chunks at most this long.
+    decoder : str
+        Beam search engine: ``auto``, ``flashlight`` or ``python`` (see
+        :class:`CTCDecoder`).
 
     Returns
     -------
@@ -654,6 +514,7 @@ def transcribe_files(
         word_bonus=word_bonus,
         hotwords=hotwords,
         hotword_weight=hotword_weight,
+        decoder=decoder,
     )
     return [transcriber.transcribe_file(f) for f in files]
 
@@ -684,7 +545,8 @@ def evaluate_decoder(
         Test dataloader options.
     record : dict, optional
         Extra fields for the metrics lines; ``decoder`` defaults to
-        ``"beam"`` or ``"greedy"``.
+        ``"beam"`` or ``"greedy"``; a beam's ``beam_engine`` is
+        ``"flashlight"`` or ``"python"``.
 
     Returns
     -------
@@ -699,6 +561,8 @@ def evaluate_decoder(
 
     record = dict(record or {})
     record.setdefault("decoder", "beam" if decoder.beam > 1 else "greedy")
+    if decoder.beam > 1:
+        record.setdefault("beam_engine", decoder.engine)
     results = {}
     brain.modules.eval()
     for name, test_set in test_sets.items():

@@ -1,11 +1,13 @@
 """NeMo's mel-spectrogram front end as a SpeechBrain-style feature lobe.
 
 :class:`NeMoFeaturizer` reproduces NeMo 3.0.0's ``AudioToMelSpectrogramPreprocessor``
-up to the log-mel, time first, so a model imported from a ``.nemo`` archive
-(:mod:`xlt_plugin.nemo`) hears what it was trained on. The per-feature
-normalisation is left to the recipe's ``InputNormalization(norm_type="sentence")``;
-:data:`xlt_plugin.nemo.MEASURED` holds the differences to NeMo measured on the
-committed fixtures.
+time first, so a model imported from a ``.nemo`` archive (:mod:`xlt_plugin.nemo`)
+hears what it was trained on: with ``normalize="per_feature"`` (or
+``"all_features"``) it also normalises as NeMo does (unbiased standard deviation
+plus NeMo's ``1e-5``, over each utterance's valid frames only, padding set to
+``pad_value``), and a pipeline then applies no further normalisation
+(:func:`normalizes_itself`). ``tests/unit/test_nemo_import.py`` checks the result
+against NeMo's own outputs, one utterance at a time and in padded batches.
 
 Authors
  * xlt_plugin contributors 2025
@@ -13,8 +15,17 @@ Authors
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
+
+#: NeMo's ``CONSTANT`` (nemo/collections/asr/parts/preprocessing/features.py),
+#: added to the standard deviation by ``normalize_batch``.
+NEMO_STD_EPS = 1e-5
+#: The ``normalize`` values NeMo 3.0.0's ``normalize_batch`` knows and the import
+#: reproduces (None: no normalisation).
+NORMALIZE_TYPES = ("per_feature", "all_features", None)
 
 _WINDOWS = {
     "hann": torch.hann_window,
@@ -66,12 +77,148 @@ def _slaney_mel_filterbank(
     return weights
 
 
+def normalizes_itself(featurizer: Any) -> bool:
+    """Whether ``featurizer``'s output is already normalised (NeMo-style).
+
+    A pipeline then skips its own ``InputNormalization``: normalising NeMo's
+    normalised features again would change them.
+
+    Arguments
+    ---------
+    featurizer : callable
+        A feature extractor (``Fbank``, :class:`NeMoFeaturizer`, ...).
+
+    Returns
+    -------
+    bool
+
+    Example
+    -------
+    >>> normalizes_itself(NeMoFeaturizer(normalize="per_feature"))
+    True
+    >>> normalizes_itself(NeMoFeaturizer()), normalizes_itself(torch.nn.Identity())
+    (False, False)
+    """
+    normalize = getattr(featurizer, "normalize", None)
+    return isinstance(normalize, str) and normalize in NORMALIZE_TYPES[:2]
+
+
+def takes_lengths(featurizer: Any) -> bool:
+    """Whether ``featurizer`` accepts relative lengths (``wav_lens``/``lengths``).
+
+    The names SpeechBrain's ``LengthsCapableSequential`` recognises; SpeechBrain's
+    ``Fbank`` takes none.
+
+    Arguments
+    ---------
+    featurizer : callable
+
+    Returns
+    -------
+    bool
+
+    Example
+    -------
+    >>> from speechbrain.lobes.features import Fbank
+    >>> takes_lengths(NeMoFeaturizer()), takes_lengths(Fbank())
+    (True, False)
+    """
+    from speechbrain.utils.callchains import lengths_arg_name
+
+    forward = getattr(featurizer, "forward", featurizer)
+    return lengths_arg_name(forward) is not None
+
+
+def featurize(
+    featurizer: Any, wavs: torch.Tensor, wav_lens: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Features of a padded waveform batch, and their relative lengths.
+
+    The lengths reach a featurizer that accepts them (:func:`takes_lengths`);
+    one that does not (SpeechBrain's ``Fbank``) is called as ``featurizer(wavs)``
+    and its lengths are ``wav_lens``, unchanged. A featurizer with
+    ``relative_frame_lengths`` (:class:`NeMoFeaturizer`) gives the exact relative
+    lengths of its valid frames (NeMo's frame counts), so that an encoder that
+    rounds ``lengths * frames`` masks the same frames as NeMo's.
+
+    Arguments
+    ---------
+    featurizer : callable
+        ``[batch, samples] -> [batch, frames, features]``.
+    wavs : torch.Tensor
+        ``[batch, samples]``.
+    wav_lens : torch.Tensor or None
+        Relative lengths in [0, 1].
+
+    Returns
+    -------
+    (torch.Tensor, torch.Tensor or None)
+        The features and their relative lengths.
+
+    Example
+    -------
+    >>> feats, lens = featurize(NeMoFeaturizer(), torch.randn(2, 16000),
+    ...                         torch.tensor([1.0, 0.7]))
+    >>> feats.shape, lens.tolist()
+    (torch.Size([2, 100, 64]), [1.0, 0.699999988079071])
+    """
+    if wav_lens is None or not takes_lengths(featurizer):
+        return featurizer(wavs), wav_lens
+    from speechbrain.utils.callchains import lengths_arg_name
+
+    name = lengths_arg_name(getattr(featurizer, "forward", featurizer))
+    feats = featurizer(wavs, **{name: wav_lens})
+    frame_lengths = getattr(featurizer, "relative_frame_lengths", None)
+    if frame_lengths is None:
+        return feats, wav_lens
+    return feats, frame_lengths(wav_lens, wavs.shape[-1])
+
+
+def _normalize_batch(
+    x: torch.Tensor, seq_len: torch.Tensor, normalize_type: str
+) -> torch.Tensor:
+    """NeMo 3.0.0's ``normalize_batch`` (``x``: ``[batch, n_mels, frames]``).
+
+    The same operations in the same order, so the rounding is NeMo's too.
+    """
+    if normalize_type == "per_feature":
+        batch_size, max_time = x.shape[0], x.shape[2]
+        time_steps = (
+            torch.arange(max_time, device=x.device)
+            .unsqueeze(0)
+            .expand(batch_size, max_time)
+        )
+        valid_mask = time_steps < seq_len.unsqueeze(1)
+        x_mean_numerator = torch.where(valid_mask.unsqueeze(1), x, 0.0).sum(axis=2)
+        x_mean_denominator = valid_mask.sum(axis=1)
+        x_mean = x_mean_numerator / x_mean_denominator.unsqueeze(1)
+        # Unbiased: n - 1 in the denominator (NaN for one frame, then 0, as NeMo).
+        x_std = torch.sqrt(
+            torch.sum(
+                torch.where(valid_mask.unsqueeze(1), x - x_mean.unsqueeze(2), 0.0) ** 2,
+                axis=2,
+            )
+            / (x_mean_denominator.unsqueeze(1) - 1.0)
+        )
+        x_std = x_std.masked_fill(x_std.isnan(), 0.0)
+        x_std += NEMO_STD_EPS
+        normalized = (x - x_mean.unsqueeze(2)) / x_std.unsqueeze(2)
+        return normalized.masked_fill(~valid_mask.unsqueeze(1), 0.0)
+    # all_features: one mean and one (unbiased) std per utterance.
+    x_mean = torch.zeros(seq_len.shape, dtype=x.dtype, device=x.device)
+    x_std = torch.zeros(seq_len.shape, dtype=x.dtype, device=x.device)
+    for i in range(x.shape[0]):
+        x_mean[i] = x[i, :, : int(seq_len[i])].mean()
+        x_std[i] = x[i, :, : int(seq_len[i])].std()
+    x_std += NEMO_STD_EPS
+    return (x - x_mean.view(-1, 1, 1)) / x_std.view(-1, 1, 1)
+
+
 class NeMoFeaturizer(torch.nn.Module):
-    """NeMo's mel-spectrogram front end, up to the log-mel, time first.
+    """NeMo's mel-spectrogram front end, time first.
 
     Reproduces NeMo 3.0.0's ``AudioToMelSpectrogramPreprocessor`` (its
-    ``FilterbankFeatures``) except the per-feature normalisation, which a recipe
-    applies with ``InputNormalization(norm_type="sentence")``: dither (training
+    ``FilterbankFeatures``): dither (training
     mode only, as NeMo), pre-emphasis (zeroed past each length), a symmetric
     window of ``win_length`` inside an ``n_fft`` STFT (centred, zero padded), the
     magnitude raised to ``mag_power``, a Slaney mel filterbank, ``log`` with its
@@ -121,16 +268,20 @@ class NeMoFeaturizer(torch.nn.Module):
     pad_to : int
         Pad the frame count to a multiple of this (0: no padding).
     pad_value : float
-        Value of the ``pad_to`` padding.
+        Value of the padding past the valid frames (and of ``pad_to``'s).
+    normalize : str or None
+        NeMo's ``normalize``: "per_feature", "all_features" or None (none).
 
     Example
     -------
-    >>> featurizer = NeMoFeaturizer().eval()
-    >>> feats = featurizer(torch.randn(2, 16000))
+    >>> featurizer = NeMoFeaturizer(normalize="per_feature").eval()
+    >>> feats = featurizer(torch.randn(2, 16000), torch.tensor([1.0, 0.5]))
     >>> feats.shape
     torch.Size([2, 100, 64])
     >>> featurizer.frame_counts(torch.tensor([16000, 12345])).tolist()
     [100, 77]
+    >>> feats[1, 50:].abs().max().item(), round(feats[1, :50].std(0)[0].item(), 4)
+    (0.0, 1.0)
     """
 
     def __init__(
@@ -153,6 +304,7 @@ class NeMoFeaturizer(torch.nn.Module):
         dither: float = 1e-5,
         pad_to: int = 0,
         pad_value: float = 0.0,
+        normalize: str | None = None,
     ) -> None:
         super().__init__()
         self.win_samples = round(win_length * sample_rate / 1000)
@@ -189,6 +341,11 @@ class NeMoFeaturizer(torch.nn.Module):
             raise ValueError(
                 f"NeMoFeaturizer: mel_norm must be 'slaney' or None, got {mel_norm!r}."
             )
+        if normalize not in NORMALIZE_TYPES:
+            raise ValueError(
+                f"NeMoFeaturizer: normalize must be one of {NORMALIZE_TYPES}, got "
+                f"{normalize!r}."
+            )
         if exact_pad and self.hop_samples % 2:
             raise ValueError("NeMoFeaturizer: exact_pad needs an even hop (as NeMo).")
         if isinstance(pad_to, bool) or not isinstance(pad_to, int) or pad_to < 0:
@@ -207,6 +364,7 @@ class NeMoFeaturizer(torch.nn.Module):
         self.dither = dither
         self.pad_to = pad_to
         self.pad_value = pad_value
+        self.normalize = normalize
         self.stft_pad = (n_fft - self.hop_samples) // 2 if exact_pad else None
         # Not persistent: the settings rebuild them, so checkpoints stay small.
         self.register_buffer(
@@ -239,6 +397,32 @@ class NeMoFeaturizer(torch.nn.Module):
         )
         return torch.where(samples == 0, torch.zeros_like(frames), frames)
 
+    def relative_frame_lengths(
+        self, wav_lens: torch.Tensor, samples: int
+    ) -> torch.Tensor:
+        """Relative lengths of the valid frames, for a batch ``samples`` wide.
+
+        ``frame_counts(round(wav_lens * samples)) / frame_counts(samples)``: an
+        encoder that rounds ``lengths * frames`` gets NeMo's frame counts back.
+
+        Arguments
+        ---------
+        wav_lens : torch.Tensor
+            Relative waveform lengths in [0, 1].
+        samples : int
+            The padded batch's width in samples.
+
+        Returns
+        -------
+        torch.Tensor
+            Float relative lengths, ``[batch]``.
+        """
+        wav_lens = torch.as_tensor(wav_lens)
+        lengths = torch.round(wav_lens.float() * samples).long()
+        frames = int(self.frame_counts(torch.tensor(samples)))
+        valid = self.frame_counts(lengths).clamp(max=frames)
+        return valid.float() / max(frames, 1)
+
     def forward(
         self, wavs: torch.Tensor, wav_lens: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -249,9 +433,10 @@ class NeMoFeaturizer(torch.nn.Module):
         wavs : torch.Tensor
             Waveforms ``[batch, samples]``.
         wav_lens : torch.Tensor, optional
-            Relative lengths in [0, 1] (SpeechBrain style); pre-emphasis is zeroed
-            past each length, as NeMo does with absolute lengths, and frames past
-            each utterance's valid frames hold its per-band mean.
+            Relative lengths in [0, 1] (SpeechBrain style; None: all full length);
+            pre-emphasis is zeroed past each length and the normalisation uses
+            each utterance's valid frames only, as NeMo does with absolute
+            lengths.
 
         Returns
         -------
@@ -309,7 +494,13 @@ class NeMoFeaturizer(torch.nn.Module):
             else:
                 feats = torch.log(torch.clamp(feats, min=guard))
         feats = feats[..., :frames]
-        if wav_lens is not None:
+        if self.normalize is not None:
+            seq_len = self.frame_counts(lengths)
+            feats = _normalize_batch(feats, seq_len, self.normalize)
+            frame = torch.arange(frames, device=x.device).unsqueeze(0)
+            pad = frame >= seq_len.unsqueeze(1)
+            feats = feats.masked_fill(pad.unsqueeze(1), self.pad_value)
+        elif wav_lens is not None:
             valid = self.frame_counts(lengths).clamp(min=1).unsqueeze(1)
             inside = torch.arange(frames, device=x.device).unsqueeze(0) < valid
             inside = inside.unsqueeze(1)  # [batch, 1, frames]
@@ -320,3 +511,61 @@ class NeMoFeaturizer(torch.nn.Module):
                 feats, (0, self.pad_to - frames % self.pad_to), value=self.pad_value
             )
         return feats.transpose(1, 2)
+
+
+class FrameLengthsSequential(torch.nn.Module):
+    """SpeechBrain's ``LengthsCapableSequential``, with frame-exact lengths.
+
+    An exported model's chain (``compute_features``, ``model``, ``head``, ...):
+    each layer that takes lengths gets them, as in ``LengthsCapableSequential``,
+    and after a layer with ``relative_frame_lengths`` (:class:`NeMoFeaturizer`)
+    the later layers get the relative lengths of its valid frames (NeMo's frame
+    counts), as :func:`featurize` gives them in training, instead of the
+    waveform's, which can round to one frame more or fewer.
+
+    Arguments
+    ---------
+    **layers : torch.nn.Module
+        The layers, in order (keyword names as in the YAML).
+
+    Example
+    -------
+    >>> chain = FrameLengthsSequential(
+    ...     compute_features=NeMoFeaturizer(normalize="per_feature").eval(),
+    ...     head=torch.nn.Linear(64, 3))
+    >>> chain(torch.randn(2, 16000), torch.tensor([1.0, 0.5])).shape
+    torch.Size([2, 100, 3])
+    """
+
+    def __init__(self, **layers: torch.nn.Module) -> None:
+        super().__init__()
+        from speechbrain.utils.callchains import lengths_arg_name
+
+        self.layers = torch.nn.ModuleDict(layers)
+        self._lengths_args = [lengths_arg_name(m.forward) for m in layers.values()]
+
+    def forward(
+        self, x: torch.Tensor, lengths: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Applies the layers in order (first element of tuple outputs).
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            The input (waveforms for an exported model).
+        lengths : torch.Tensor, optional
+            Relative lengths of the input.
+
+        Returns
+        -------
+        torch.Tensor
+        """
+        for layer, name in zip(self.layers.values(), self._lengths_args, strict=True):
+            width = x.shape[-1]
+            x = layer(x, **{name: lengths}) if name is not None else layer(x)
+            if isinstance(x, tuple):
+                x = x[0]
+            frame_lengths = getattr(layer, "relative_frame_lengths", None)
+            if lengths is not None and frame_lengths is not None:
+                lengths = frame_lengths(lengths, width)
+        return x

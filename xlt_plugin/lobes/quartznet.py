@@ -154,23 +154,17 @@ QUARTZNET_PRESETS: dict[str, dict] = {
     ),
     "quartznet5x5": _quartznet(),
     "quartznet15x5": _quartznet(block_repeats=3),
-    "jasper10x5": dict(
-        prologue_channels=256,
+    # Jasper: full (not separable) convolutions, dense residuals, dropout 0.2.
+    "jasper10x5": _quartznet(
         prologue_kernel=11,
-        prologue_stride=2,
         channels=[256, 384, 512, 640, 768],
         kernel_sizes=[11, 13, 17, 21, 25],
-        dilations=[1, 1, 1, 1, 1],
         block_repeats=2,
-        repeats=5,
         epilogue_channels=[896, 1024],
         epilogue_kernels=[29, 1],
-        epilogue_dilations=[2, 1],
         separable=False,
-        residual=True,
         dense_residual=True,
         dropout=0.2,
-        init_mode="xavier_uniform",
     ),
 }
 
@@ -351,6 +345,40 @@ class JasperBlock(nn.Module):
                 for c in residual_channels
             )
         self.mout = nn.Sequential(nn.ReLU(inplace=True), nn.Dropout(dropout))
+        # A residual bottleneck adapter after the block (None: no adapter); see
+        # xlt_plugin.lobes.adapters.add_adapters. Its keys are not in a base's
+        # state dict: loading one keeps the adapter as it is.
+        self.adapter: nn.Module | None = None
+
+    def _load_from_state_dict(
+        self,
+        state_dict,
+        prefix,
+        local_metadata,
+        strict,
+        missing_keys,
+        unexpected_keys,
+        error_msgs,
+    ):
+        """As torch's; a state dict without adapter keys keeps the adapter.
+
+        Overridden so that a base model's weights load (strictly) into an
+        adapted encoder: the adapter's own tensors fill the keys the base lacks.
+        """
+        if self.adapter is not None:
+            own = prefix + "adapter."
+            if not any(key.startswith(own) for key in state_dict):
+                for key, value in self.adapter.state_dict().items():
+                    state_dict[own + key] = value
+        super()._load_from_state_dict(
+            state_dict,
+            prefix,
+            local_metadata,
+            strict,
+            missing_keys,
+            unexpected_keys,
+            error_msgs,
+        )
 
     @staticmethod
     def _conv_bn(
@@ -417,7 +445,10 @@ class JasperBlock(nn.Module):
                 )
             for x, (conv, norm) in zip(xs, self.res, strict=True):
                 out = out + norm(conv(x, lengths)[0])
-        return self.mout(out), out_lengths
+        out = self.mout(out)
+        if self.adapter is not None:
+            out = self.adapter(out)
+        return out, out_lengths
 
 
 class QuartzNet(nn.Module):
@@ -452,6 +483,11 @@ class QuartzNet(nn.Module):
         - ``dropout`` (float): dropout after every ReLU.
         - ``init_mode`` (str): conv init, one of xavier_uniform (NeMo's default),
           xavier_normal, kaiming_uniform, kaiming_normal.
+    adapter_dim : int
+        Bottleneck width of a zero-initialised residual adapter after every
+        B-block (0: none, the default); see :mod:`xlt_plugin.lobes.adapters`.
+    adapter_epilogue : bool
+        Put adapters after the closing blocks too.
 
     Attributes
     ----------
@@ -480,7 +516,12 @@ class QuartzNet(nn.Module):
     """
 
     def __init__(
-        self, input_size: int = 64, preset: str | None = None, **overrides
+        self,
+        input_size: int = 64,
+        preset: str | None = None,
+        adapter_dim: int = 0,
+        adapter_epilogue: bool = False,
+        **overrides,
     ) -> None:
         super().__init__()
         self.config = _resolve_config(input_size, preset, overrides)
@@ -544,6 +585,10 @@ class QuartzNet(nn.Module):
             channels_in = channels
         self.epilogue = nn.ModuleList(epilogue)
         self.apply(lambda module: _init_weights(module, cfg["init_mode"]))
+        if adapter_dim:
+            from xlt_plugin.lobes.adapters import add_adapters
+
+            add_adapters(self, adapter_dim, epilogue=adapter_epilogue)
 
     def forward(
         self, x: torch.Tensor, lengths: torch.Tensor | None = None

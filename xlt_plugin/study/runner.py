@@ -135,12 +135,7 @@ def _transfer_runs(
 
 def _demo_runs(base_small: dict, base_large: dict, tune: dict, small: dict) -> list:
     """The demo's runs: two bases, es (3 starts), large-base es, accent, domain."""
-    runs = [
-        Run("base_small", "EnglishBase", "quartznet_small.yaml", "en", "base",
-            "small", overrides=base_small, language="en"),
-        Run("base_large", "EnglishBase", "quartznet_large.yaml", "en", "base",
-            "large", overrides=base_large, language="en"),
-    ]  # fmt: skip
+    runs = [_base_run("small", base_small), _base_run("large", base_large)]
     runs += _transfer_runs(
         "language", "es", "CommonVoice", "es_xfer.yaml", "es_scratch.yaml", "es",
         "base_small", tune, small, variants=("scratch", "xfer_none", "xfer"),
@@ -182,6 +177,51 @@ def _freezing_runs(tune: dict, seed: int = 1) -> list:
     ]  # fmt: skip
 
 
+def _base_run(size: str, overrides: dict) -> Run:
+    """An English base (``base_small`` or ``base_large``) on the ``en`` corpus."""
+    return Run(f"base_{size}", "EnglishBase", f"quartznet_{size}.yaml", "en",
+               "base", size, overrides=overrides, language="en")  # fmt: skip
+
+
+def _mandarin_base(data: str) -> Run:
+    """``base_zh``: the Mandarin base (quartznet_tiny) on the corpus ``data``."""
+    return Run("base_zh", "MandarinBase", "quartznet_small.yaml", data, "base",
+               "tiny", overrides=MANDARIN_BASE, language="zh-CN")  # fmt: skip
+
+
+def _target_corpora(utterances: int, seeds: dict, zh_hk: str) -> list[Corpus]:
+    """The language transfers' targets: es, de, ru, then zh-HK (300-word text).
+
+    ``utterances`` each; ``seeds`` maps each locale to its seed; ``zh_hk`` names
+    the Cantonese corpus.
+    """
+    corpora = [
+        Corpus(lang, lang, utterances, seed=seeds[lang]) for lang in ("es", "de", "ru")
+    ]
+    cantonese = Corpus(zh_hk, "zh-HK", utterances, seed=seeds["zh-HK"], vocab_size=300)
+    return [*corpora, cantonese]
+
+
+def _language_runs(tune: dict, zh_hk: str, seed: int = 1) -> list[Run]:
+    """es, de, ru from ``base_small`` and zh-HK (corpus ``zh_hk``) from ``base_zh``.
+
+    Each from scratch, transferred without a head remap, and transferred.
+    """
+    three = ("scratch", "xfer_none", "xfer")
+    runs = []
+    for lang in ("es", "de", "ru"):
+        runs += _transfer_runs(
+            "language", lang, "CommonVoice", f"{lang}_xfer.yaml",
+            f"{lang}_scratch.yaml", lang, "base_small", tune, {}, seed,
+            variants=three,
+        )  # fmt: skip
+    runs += _transfer_runs(
+        "language", "zh-HK", "Cantonese", "xfer.yaml", "scratch.yaml", zh_hk,
+        "base_zh", tune, MANDARIN_TINY, seed, variants=three,
+    )  # fmt: skip
+    return runs
+
+
 def demo_profile() -> Profile:
     """Every claim of the paper once, within 30 minutes on 2 CPU cores."""
     small = {"encoder_preset": "quartznet_tiny"}  # scratch = the small base's arch
@@ -220,10 +260,7 @@ def full_profile(seeds: int = 1) -> Profile:
         # 300-word Han text: a character inventory this size learns (see the
         # languages profile); larger inventories need far more audio.
         Corpus("zh-CN", "zh-CN", 3000, seed=11, vocab_size=300),
-        Corpus("es", "es", 1500, seed=2),
-        Corpus("de", "de", 1500, seed=5),
-        Corpus("ru", "ru", 1500, seed=6),
-        Corpus("zh-HK", "zh-HK", 1500, seed=7, vocab_size=300),
+        *_target_corpora(1500, {"es": 2, "de": 5, "ru": 6, "zh-HK": 7}, "zh-HK"),
         Corpus("en_accents", "en", 800, seed=3, accents=HELD_OUT_ACCENTS),
         Corpus("en_medical", "en", 800, seed=4, domain="medical"),
         Corpus("en_atc", "en", 800, seed=8, domain="atc"),
@@ -235,25 +272,12 @@ def full_profile(seeds: int = 1) -> Profile:
         for label, n in sizes.items()
     ]
     runs = [
-        Run("base_small", "EnglishBase", "quartznet_small.yaml", "en", "base",
-            "small", overrides=base_over, language="en"),
-        Run("base_large", "EnglishBase", "quartznet_large.yaml", "en", "base",
-            "large", overrides=base_over, language="en"),
-        Run("base_zh", "MandarinBase", "quartznet_small.yaml", "zh-CN", "base",
-            "tiny", overrides=MANDARIN_BASE, language="zh-CN"),
-    ]  # fmt: skip
-    three = ("scratch", "xfer_none", "xfer")
+        _base_run("small", base_over),
+        _base_run("large", base_over),
+        _mandarin_base("zh-CN"),
+    ]
     for seed in range(1, seeds + 1):
-        for lang in ("es", "de", "ru"):
-            runs += _transfer_runs(
-                "language", lang, "CommonVoice", f"{lang}_xfer.yaml",
-                f"{lang}_scratch.yaml", lang, "base_small", tune, small, seed,
-                variants=three,
-            )  # fmt: skip
-        runs += _transfer_runs(
-            "language", "zh-HK", "Cantonese", "xfer.yaml", "scratch.yaml", "zh-HK",
-            "base_zh", tune, MANDARIN_TINY, seed, variants=three,
-        )  # fmt: skip
+        runs += _language_runs(tune, "zh-HK", seed)
         runs += _transfer_runs(
             "accent", "en", "AccentedEnglish", "xfer.yaml", "scratch.yaml",
             "en_accents", "base_small", tune, small, seed,
@@ -325,28 +349,12 @@ def languages_profile() -> Profile:
         # output (1,093 characters from 3,000 words, and 296 from 300 words at lr
         # 0.005); 3,000 utterances of 300-word text train in a few epochs.
         Corpus("zh-CN-3000x300w", "zh-CN", 3000, seed=21, vocab_size=300),
-        Corpus("es", "es", 300, seed=12),
-        Corpus("de", "de", 300, seed=14),
-        Corpus("ru", "ru", 300, seed=15),
-        Corpus("zh-HK-300w", "zh-HK", 300, seed=16, vocab_size=300),
+        *_target_corpora(
+            300, {"es": 12, "de": 14, "ru": 15, "zh-HK": 16}, "zh-HK-300w"
+        ),
     ]
-    runs = [
-        Run("base_small", "EnglishBase", "quartznet_small.yaml", "en", "base",
-            "small", overrides=base_over, language="en"),
-        Run("base_zh", "MandarinBase", "quartznet_small.yaml", "zh-CN-3000x300w",
-            "base", "tiny", overrides=MANDARIN_BASE, language="zh-CN"),
-    ]  # fmt: skip
-    for lang in ("es", "de", "ru"):
-        runs += _transfer_runs(
-            "language", lang, "CommonVoice", f"{lang}_xfer.yaml",
-            f"{lang}_scratch.yaml", lang, "base_small", tune, {},
-            variants=("scratch", "xfer_none", "xfer"),
-        )  # fmt: skip
-    runs += _transfer_runs(
-        "language", "zh-HK", "Cantonese", "xfer.yaml", "scratch.yaml", "zh-HK-300w",
-        "base_zh", tune, MANDARIN_TINY,
-        variants=("scratch", "xfer_none", "xfer"), prefix="language_zh-HK",
-    )  # fmt: skip
+    runs = [_base_run("small", base_over), _mandarin_base("zh-CN-3000x300w")]
+    runs += _language_runs(tune, "zh-HK-300w")
     runs += _freezing_runs(tune)
     return Profile(
         "languages",

@@ -14,6 +14,13 @@ clip gets leading/trailing silence, a random gain and light noise at a random
 SNR. Everything is drawn from random generators seeded by ``(seed, index)``,
 so the corpus is identical whatever the number of worker processes.
 
+``conditions="realistic"`` (``xlt synth --conditions``) records the clips in
+drawn acoustic conditions instead (``xlt_plugin.synth.conditions``): wider
+speaker ranges with a vocal-tract-length factor, noise of three kinds at
+0-30 dB SNR (babble from a pool of other speakers of the corpus), rooms from a
+seeded pool of simulated impulse responses, and a microphone/channel. What
+each clip got goes into ``conditions.tsv``, a summary into ``xlt_synth.json``.
+
 Authors
  * xlt_plugin contributors
 """
@@ -44,6 +51,16 @@ from xlt_plugin.data.commonvoice import (
     CV_SPLITS,
     SYNTH_MARKER,
 )
+from xlt_plugin.extras import require
+from xlt_plugin.synth.conditions import (
+    CLEAN,
+    EFFECTS,
+    Conditions,
+    apply_conditions,
+    load_conditions,
+    room_impulse_response,
+    vtlp_source_rate,
+)
 from xlt_plugin.synth.espeak import ESPEAK_SAMPLE_RATE, Espeak, EspeakError
 from xlt_plugin.synth.texts import (
     DOMAINS,
@@ -69,9 +86,14 @@ __all__ = [
 #: Sample rate of the written clips.
 SAMPLE_RATE = 16000
 SPLITS = CV_SPLITS
-_OUR_FILES = {"clips", "validated.tsv", "clip_durations.tsv", SYNTH_MARKER} | {
-    f"{split}.tsv" for split in SPLITS
-}
+CONDITIONS_FILE = "conditions.tsv"
+_OUR_FILES = {
+    "clips",
+    "validated.tsv",
+    "clip_durations.tsv",
+    SYNTH_MARKER,
+    CONDITIONS_FILE,
+} | {f"{split}.tsv" for split in SPLITS}
 
 
 class Accent(NamedTuple):
@@ -149,6 +171,8 @@ class Speaker:
         Extra pause between words, in units of 10 ms.
     accent : str
         The ``accents`` label (may be empty).
+    vtlp : float
+        Vocal-tract-length factor (1.0: espeak-ng's own voice).
 
     Example
     -------
@@ -165,6 +189,7 @@ class Speaker:
     pitch_range: int
     wordgap: int
     accent: str = ""
+    vtlp: float = 1.0
 
     @property
     def client_id(self) -> str:
@@ -181,7 +206,14 @@ class Speaker:
                 self.wordgap,
             )
         )
+        if self.vtlp != 1.0:
+            key += f"|{self.vtlp:.4f}"
         return hashlib.sha512(key.encode("utf-8")).hexdigest()
+
+    @property
+    def source_rate(self) -> int:
+        """Rate espeak-ng's speech is read at: its own, scaled by ``vtlp``."""
+        return round(self.vtlp * ESPEAK_SAMPLE_RATE)
 
     @property
     def voice_name(self) -> str:
@@ -200,9 +232,14 @@ class Speaker:
 
     @property
     def parameters(self) -> dict[str, int]:
-        """espeak-ng parameters of this speaker."""
+        """espeak-ng parameters of this speaker.
+
+        The vocal-tract-length warp speeds speech up by ``vtlp``; espeak-ng
+        speaks slower by as much, so the clip keeps the speaker's rate.
+        """
+        rate = self.rate if self.vtlp == 1.0 else round(self.rate / self.vtlp)
         return {
-            "rate": self.rate,
+            "rate": min(450, max(80, rate)),
             "pitch": self.pitch,
             "range": self.pitch_range,
             "wordgap": self.wordgap,
@@ -335,24 +372,41 @@ def _parse_accents(locale: str, accents: str | Sequence[str] | None) -> list[str
     return list(dict.fromkeys(keys))
 
 
+def _steps(rng: np.random.Generator, bounds: tuple[int, int], step: int) -> int:
+    # A multiple of `step` in [low, high].
+    return int(rng.integers(bounds[0] // step, bounds[1] // step + 1)) * step
+
+
 def _draw_speaker(
     rng: np.random.Generator,
     locale: str,
     voice: str,
     accent: str,
     variants: Sequence[str],
+    conditions: Conditions = CLEAN,
 ) -> Speaker:
     variant = variants[int(rng.integers(0, len(variants)))]
     female = variant.startswith("f")
+    c = conditions
+    rate = _steps(rng, c.rate, 5)
+    pitch = _steps(rng, c.pitch_female if female else c.pitch_male, 2)
+    pitch_range = _steps(rng, c.pitch_range, 5)
+    wordgap = _steps(rng, c.wordgap, 1)
+    vtlp = 1.0
+    if c.vtlp != (1.0, 1.0):
+        # Drawn last, so the other parameters do not depend on it.
+        source = vtlp_source_rate(rng.uniform(*c.vtlp), ESPEAK_SAMPLE_RATE)
+        vtlp = source / ESPEAK_SAMPLE_RATE
     return Speaker(
         locale=locale,
         voice=voice,
         variant=variant,
-        rate=int(rng.integers(28, 41)) * 5,  # 140-200 wpm
-        pitch=int(rng.integers(20, 36) if female else rng.integers(10, 31)) * 2,
-        pitch_range=int(rng.integers(6, 17)) * 5,
-        wordgap=int(rng.integers(0, 3)),
+        rate=rate,
+        pitch=pitch,
+        pitch_range=pitch_range,
+        wordgap=wordgap,
         accent=accent,
+        vtlp=vtlp,
     )
 
 
@@ -363,6 +417,7 @@ def _make_speakers(
     voices: Sequence[Accent],
     variants: Sequence[str],
     per_speaker: int,
+    conditions: Conditions = CLEAN,
 ) -> list[list[Speaker]]:
     """Speakers of each split, all distinct (so splits share no speaker)."""
     used: set[str] = set()
@@ -374,7 +429,7 @@ def _make_speakers(
             voice, label = voices[j % len(voices)]
             for attempt in range(1000):
                 rng = np.random.default_rng([seed, 2, split_index, j, attempt])
-                spk = _draw_speaker(rng, locale, voice, label, variants)
+                spk = _draw_speaker(rng, locale, voice, label, variants, conditions)
                 if spk.client_id not in used:
                     break
             else:
@@ -418,9 +473,12 @@ def _make_sentences(
 
 # ---------------------------------------------------------------- workers
 
-_RESAMPLER: PolyphaseResampler | None = None
+# Resamplers to 16 kHz by source rate (espeak-ng's 22050 Hz, or a VTLP rate).
+_RESAMPLERS: dict[int, PolyphaseResampler] = {}
 # Clips rendered after one espeak-ng reset (a reset costs a few ms).
 _BLOCK = 8
+# Clean clips of corpus speakers that babble noise is made of.
+_BABBLE_CLIPS = 16
 
 
 class _Job(NamedTuple):
@@ -430,6 +488,19 @@ class _Job(NamedTuple):
     parameters: dict[str, int]
     path: str
     seed: int
+    source_rate: int = ESPEAK_SAMPLE_RATE
+    client_id: str = ""
+
+
+class _Context(NamedTuple):
+    """What every clip of a corpus shares: its conditions and pools."""
+
+    conditions: Conditions
+    rooms: list[tuple[np.ndarray, float, float]]  # response, measured, drawn RT60
+    babble: list[tuple[str, np.ndarray]]
+
+
+_CONTEXT: _Context | None = None
 
 
 def _cpu_count() -> int:
@@ -439,21 +510,23 @@ def _cpu_count() -> int:
     return os.cpu_count() or 1
 
 
-def _worker_init() -> None:
+def _worker_init(context: _Context | None = None) -> None:
     # Ctrl-C is handled once, by the parent, which then stops the pool with
     # SIGTERM: workers must die of it quietly, whatever the parent installed.
+    global _CONTEXT
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _CONTEXT = context
     Espeak()
 
 
-def _render(job: _Job) -> tuple[int, int]:
-    """Synthesize one clip and write it as MP3; returns (index, samples)."""
-    import soundfile as sf
-
-    global _RESAMPLER
-    if _RESAMPLER is None:
-        _RESAMPLER = PolyphaseResampler(ESPEAK_SAMPLE_RATE, SAMPLE_RATE)
+def _speak(job: _Job) -> np.ndarray:
+    """espeak-ng speech of a job at 16 kHz (warped by the speaker's VTLP)."""
+    resampler = _RESAMPLERS.get(job.source_rate)
+    if resampler is None:
+        resampler = _RESAMPLERS[job.source_rate] = PolyphaseResampler(
+            job.source_rate, SAMPLE_RATE
+        )
     tts = Espeak()
     if tts.voice != job.voice:
         tts.set_voice(job.voice)
@@ -464,8 +537,11 @@ def _render(job: _Job) -> tuple[int, int]:
             f"espeak-ng voice {job.voice} produced no speech for sentence "
             f"{job.index} ({job.text!r}); does the voice read this script?"
         )
-    speech = _RESAMPLER(speech)
-    rng = np.random.default_rng([job.seed, 1, job.index])
+    return resampler(speech)
+
+
+def _light_noise(speech: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The ``clean`` preset: silence, light white or pink noise, a gain."""
     lead, trail = (rng.uniform(0.05, 0.2, size=2) * SAMPLE_RATE).astype(int)
     audio = np.concatenate(
         [np.zeros(lead, np.float32), speech, np.zeros(trail, np.float32)]
@@ -485,11 +561,34 @@ def _render(job: _Job) -> tuple[int, int]:
     snr_db = rng.uniform(20.0, 40.0)
     audio = audio + noise * 10 ** (-snr_db / 20)
     audio *= rng.uniform(0.3, 0.9) / (float(np.abs(audio).max()) + 1e-9)
+    return audio
+
+
+def _render(job: _Job) -> tuple[int, int, dict[str, str]]:
+    """Synthesize one clip and write it as MP3; returns (index, samples, drawn)."""
+    import soundfile as sf
+
+    speech = _speak(job)
+    context = _CONTEXT
+    drawn: dict[str, str] = {}
+    if context is None or context.conditions.is_clean:
+        audio = _light_noise(speech, np.random.default_rng([job.seed, 1, job.index]))
+    else:
+
+        def rng_for(effect: str) -> np.random.Generator:
+            return np.random.default_rng(
+                [job.seed, 10, job.index, EFFECTS.index(effect)]
+            )
+
+        others = [clip for owner, clip in context.babble if owner != job.client_id]
+        audio, drawn = apply_conditions(
+            speech, context.conditions, rng_for, context.rooms, others, SAMPLE_RATE
+        )
     sf.write(job.path, audio.astype(np.float32), SAMPLE_RATE, format="MP3")
-    return job.index, len(audio)
+    return job.index, len(audio), drawn
 
 
-def _render_block(block: list[_Job]) -> list[tuple[int, int]]:
+def _render_block(block: list[_Job]) -> list[tuple[int, int, dict[str, str]]]:
     """Render consecutive clips from a freshly reset espeak-ng.
 
     espeak-ng's output depends slightly on what it spoke before, so each block
@@ -501,11 +600,74 @@ def _render_block(block: list[_Job]) -> list[tuple[int, int]]:
     return [_render(job) for job in block]
 
 
-def _run_jobs(jobs: list[_Job], workers: int, progress: bool) -> dict[int, int]:
+def _pool_item(task: tuple) -> tuple:
+    """One item of a corpus's pools: ``("room", k, seed, rt60 range)`` or
+    ``("babble", k, job)``; returns the task's kind, k and the item."""
+    if task[0] == "room":
+        _, k, seed, rt60 = task
+        rng = np.random.default_rng([seed, 20, k])
+        drawn = float(rng.uniform(*rt60))
+        rir, measured = room_impulse_response(drawn, rng, SAMPLE_RATE)
+        return "room", k, (rir, measured, drawn)
+    _, k, job = task
+    Espeak().reset(seed=job.seed * 1_000_003 + job.index)
+    return "babble", k, (job.client_id, _speak(job))
+
+
+def _map(function, items: list, workers: int, context: _Context | None):
+    """Apply ``function`` to every item, in ``workers`` processes, unordered."""
+    global _CONTEXT
+    workers = min(workers, len(items))
+    if workers <= 1:
+        previous, _CONTEXT = _CONTEXT, context
+        try:
+            for item in items:
+                yield function(item)
+        finally:
+            _CONTEXT = previous
+        return
+    methods = multiprocessing.get_all_start_methods()
+    # fork: workers start at once and need not re-import torch-heavy
+    # packages; they only use numpy, ctypes, soundfile (and pyroomacoustics).
+    mp = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    with mp.Pool(workers, initializer=_worker_init, initargs=(context,)) as pool:
+        yield from pool.imap_unordered(function, items)
+
+
+def _make_context(
+    conditions: Conditions, seed: int, babble_jobs: list[_Job], workers: int
+) -> _Context:
+    """Simulate the room pool and speak the babble pool, in parallel."""
+    if conditions.is_clean:
+        return _Context(conditions, [], [])
+    # Imported once here: forked workers inherit them.
+    import scipy.signal  # noqa: F401
+    import soundfile  # noqa: F401
+
+    tasks: list[tuple] = []
+    if conditions.reverb_probability > 0:
+        require("pyroomacoustics", "reverberation (xlt synth --conditions)")
+        tasks += [("room", k, seed, conditions.rt60) for k in range(conditions.rooms)]
+    if conditions.noise_probability > 0 and conditions.noise_kinds.get("babble", 0):
+        tasks += [("babble", k, job) for k, job in enumerate(babble_jobs)]
+    rooms: dict[int, tuple] = {}
+    babble: dict[int, tuple] = {}
+    for kind, k, item in _map(_pool_item, tasks, workers, None):
+        (rooms if kind == "room" else babble)[k] = item
+    return _Context(
+        conditions,
+        [rooms[k] for k in sorted(rooms)],
+        [babble[k] for k in sorted(babble)],
+    )
+
+
+def _run_jobs(
+    jobs: list[_Job], workers: int, progress: bool, context: _Context | None = None
+) -> dict[int, tuple[int, dict[str, str]]]:
+    """Render every clip; returns index -> (samples, drawn conditions)."""
     from tqdm import tqdm
 
     blocks = [jobs[i : i + _BLOCK] for i in range(0, len(jobs), _BLOCK)]
-    workers = min(workers, len(blocks))
     bar = tqdm(
         total=len(jobs),
         desc="xlt synth",
@@ -513,27 +675,14 @@ def _run_jobs(jobs: list[_Job], workers: int, progress: bool) -> dict[int, int]:
         file=sys.stderr,
         disable=not progress,
     )
-    lengths: dict[int, int] = {}
+    results: dict[int, tuple[int, dict[str, str]]] = {}
     try:
-        if workers <= 1:
-            results: Iterable[list[tuple[int, int]]] = map(_render_block, blocks)
-            for done in results:
-                lengths.update(done)
-                bar.update(len(done))
-        else:
-            methods = multiprocessing.get_all_start_methods()
-            # fork: workers start at once and need not re-import torch-heavy
-            # packages; they only use numpy, ctypes and soundfile.
-            context = multiprocessing.get_context(
-                "fork" if "fork" in methods else "spawn"
-            )
-            with context.Pool(workers, initializer=_worker_init) as pool:
-                for done in pool.imap_unordered(_render_block, blocks):
-                    lengths.update(done)
-                    bar.update(len(done))
+        for done in _map(_render_block, blocks, workers, context):
+            results.update((index, (n, drawn)) for index, n, drawn in done)
+            bar.update(len(done))
     finally:
         bar.close()
-    return lengths
+    return results
 
 
 # ---------------------------------------------------------------- output
@@ -619,6 +768,7 @@ def synthesize_corpus(
     vocab_size: int = 3000,
     utterances_per_speaker: int = 10,
     progress: bool = True,
+    conditions: str | os.PathLike | Conditions | None = "clean",
 ) -> dict:
     """Write an espeak-ng speech corpus in the layout of a Common Voice release.
 
@@ -656,12 +806,19 @@ def synthesize_corpus(
         About how many clips each synthetic speaker reads.
     progress : bool
         Show a progress bar on stderr.
+    conditions : str, PathLike or Conditions
+        Acoustic conditions: ``"clean"`` (the default: the corpus as it
+        always was), ``"realistic"``, or a YAML file of
+        ``xlt_plugin.synth.conditions.Conditions`` fields. Other than
+        ``clean``, what each clip got is written to ``conditions.tsv``.
 
     Returns
     -------
     dict
         ``out_dir``, ``locale``, ``utterances``, ``speakers`` and ``seconds``
-        (each a dict per split), ``total_seconds``, ``accents``, ``domain``.
+        (each a dict per split), ``total_seconds``, ``accents``, ``domain``,
+        and (other than ``clean``) ``conditions``: the summary also written to
+        ``xlt_synth.json``.
 
     Raises
     ------
@@ -692,14 +849,20 @@ def synthesize_corpus(
         raise SynthError(f"--jobs must be at least 1, got {jobs}")
     if vocab_size < 50:
         raise SynthError(f"--vocab-size must be at least 50, got {vocab_size}")
+    try:
+        conditions = load_conditions(conditions)
+    except (ValueError, TypeError) as err:
+        raise SynthError(str(err)) from None
     lines = _check_text_source(locale, domain, text_file, voice)
     voices, variants, accent_keys = _choose_voices(locale, accents, voice)
     speakers = _make_speakers(
-        seed, locale, sizes, voices, variants, utterances_per_speaker
+        seed, locale, sizes, voices, variants, utterances_per_speaker, conditions
     )
+    # Babble reads sentences of its own, after the corpus's.
+    babble_count = 0 if conditions.is_clean else _BABBLE_CLIPS
     try:
         sentences = _make_sentences(
-            seed, sum(sizes), locale, domain, lines, int(vocab_size)
+            seed, sum(sizes) + babble_count, locale, domain, lines, int(vocab_size)
         )
     except ValueError as err:
         raise SynthError(str(err)) from None
@@ -726,11 +889,28 @@ def synthesize_corpus(
     try:
         (tmp / "clips").mkdir()
         work = [
-            _Job(i, text, spk.voice_name, spk.parameters, str(tmp / "clips" / n), seed)
+            _job(i, text, spk, str(tmp / "clips" / n), seed)
             for _, spk, n, text, i in plan
         ]
-        lengths = _run_jobs(work, jobs or _cpu_count(), progress)
+        everyone = [spk for split_speakers in speakers for spk in split_speakers]
+        babble_jobs = [
+            _job(
+                len(plan) + k,
+                sentences[len(plan) + k],
+                everyone[k % len(everyone)],
+                "",
+                seed,
+            )
+            for k in range(babble_count)
+        ]
+        workers = jobs or _cpu_count()
+        context = _make_context(conditions, seed, babble_jobs, workers)
+        rendered = _run_jobs(work, workers, progress, context)
+        lengths = {i: n for i, (n, _) in rendered.items()}
         _write_tables(tmp, plan, lengths, locale, domain or "")
+        summary = None
+        if not conditions.is_clean:
+            summary = _write_conditions(tmp, plan, rendered, context)
         _replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -749,7 +929,91 @@ def synthesize_corpus(
         "total_seconds": round(sum(seconds.values()), 2),
         "accents": [ACCENTS[locale][k].label for k in accent_keys],
         "domain": domain or "",
+    } | ({"conditions": summary} if summary else {})
+
+
+def _job(index: int, text: str, speaker: Speaker, path: str, seed: int) -> _Job:
+    return _Job(
+        index,
+        text,
+        speaker.voice_name,
+        speaker.parameters,
+        path,
+        seed,
+        speaker.source_rate,
+        speaker.client_id,
+    )
+
+
+_CONDITION_COLUMNS = (
+    "path",
+    "client_id",
+    "vtlp",
+    "rate",
+    "pitch",
+    "pitch_range",
+    "wordgap",
+    "silence_ms",
+    "noise",
+    "snr_db",
+    "room",
+    "rt60",
+    "eq",
+    "band",
+    "codec",
+    "peak",
+    "clipped",
+)
+
+
+def _write_conditions(
+    folder: Path,
+    plan: list[tuple[str, Speaker, str, str, int]],
+    rendered: dict[int, tuple[int, dict[str, str]]],
+    context: _Context,
+) -> dict:
+    """Write ``conditions.tsv`` and add a summary to ``xlt_synth.json``."""
+    rows = []
+    for _, spk, name, _, i in plan:
+        drawn = rendered[i][1]
+        speaker = {
+            "path": name,
+            "client_id": spk.client_id,
+            "vtlp": f"{spk.vtlp:.4f}",
+            "rate": str(spk.rate),
+            "pitch": str(spk.pitch),
+            "pitch_range": str(spk.pitch_range),
+            "wordgap": str(spk.wordgap),
+        }
+        row = speaker | drawn
+        rows.append([row.get(column, "") for column in _CONDITION_COLUMNS])
+    _write_tsv(folder / CONDITIONS_FILE, rows, _CONDITION_COLUMNS)
+    clips = [d for _, d in rendered.values()]
+    snrs = [float(d["snr_db"]) for d in clips if d.get("snr_db")]
+    kinds: dict[str, int] = {}
+    for d in clips:
+        kind = d.get("noise", "").split(":")[0] or "none"
+        kinds[kind] = kinds.get(kind, 0) + 1
+
+    def share(key: str) -> float:
+        return round(sum(1 for d in clips if d.get(key)) / max(1, len(clips)), 3)
+
+    summary = {
+        "preset": context.conditions.name,
+        "ranges": context.conditions.summary(),
+        "rooms": [
+            {"rt60_drawn": round(drawn, 3), "rt60_measured": round(measured, 3)}
+            for _, measured, drawn in context.rooms
+        ],
+        "clips": len(clips),
+        "noise_kinds": dict(sorted(kinds.items())),
+        "mean_snr_db": round(float(np.mean(snrs)), 2) if snrs else None,
+        "share": {k: share(k) for k in ("room", "eq", "band", "codec", "clipped")},
     }
+    marker = json.loads((folder / SYNTH_MARKER).read_text("utf-8"))
+    marker["conditions"] = summary
+    (folder / SYNTH_MARKER).write_text(json.dumps(marker, indent=2) + "\n", "utf-8")
+    return summary
 
 
 def _check_text_source(

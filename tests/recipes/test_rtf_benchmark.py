@@ -1,0 +1,38 @@
+"""Smoke test of ``benchmarks/rtf.py --quick``: both beam engines side by side,
+their ratio, and the acoustic model's ratio to its FLOP floor with its spread.
+Timings are printed, never asserted (the machine is shared)."""
+
+import re
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+from xlt_plugin.decode.flashlight import flashlight_available
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "rtf.py"
+RESULT = re.compile(r"^RESULT (\w+): (\S+) \(target ([^)]+)\)$", re.M)
+
+
+def test_rtf_quick_prints_both_engines(monkeypatch, capsys):
+    if not flashlight_available():
+        pytest.skip("flashlight-text not installed (extra [lm])")
+    monkeypatch.setattr(sys, "argv", [str(SCRIPT), "--quick"])
+    runpy.run_path(str(SCRIPT), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "beam engines: python, flashlight" in out
+    assert re.search(r"acoustic model +RTF \S+ \+- \S+ \(mean \+- sd over 2", out)
+    assert re.search(r"measured / floor = \S+ \+- \S+x", out)
+    for engine in ("python", "flashlight"):
+        assert re.search(rf"beam 16 \+ 3-gram LM +{engine} +RTF \d", out), engine
+    assert re.search(r"beam 16 \+ 3-gram LM: python / flashlight RTF = \S+x", out)
+    found = {name: (value, target) for name, value, target in RESULT.findall(out)}
+    assert sorted(found) == [
+        "acoustic_vs_floor_quartznet_small",
+        "beam_lm_rtf_flashlight",
+        "beam_lm_speedup",
+    ]
+    assert found["beam_lm_rtf_flashlight"][1] == "<= 0.03"
+    for value, _ in found.values():
+        float(value)
