@@ -1,6 +1,7 @@
 """``CTCTransferBrain``: the one SpeechBrain ``Brain`` every recipe uses.
 
-Features -> normalisation -> (augmentation) -> encoder -> CTC head -> CTC loss, with
+(Waveform augmentation) -> features -> normalisation -> (feature augmentation) ->
+encoder -> CTC head -> CTC loss, with
 greedy decoding, CER/WER through :mod:`xlt_plugin.scoring`, checkpoints through
 SpeechBrain's ``Checkpointer``, plus what transfer needs: start from a pretrained
 model with a remapped head, staged unfreezing, layer-wise learning rates, a
@@ -102,6 +103,7 @@ class TransferSettings:
     ``lr_decay``            1.0              layer-wise lr factor per layer, top-down
     ``unfreezing``          None             a ``xlt_plugin.freeze.StagedUnfreezing``
     ``augmentation``        None             applied to the features in training
+    ``wav_augmentation``    None             applied to the waveforms in training
     ``pretrained_path``     None             start from this model (remapped head)
     ``pretrainer``          None             a ``Pretrainer`` that loads the base model
     ``remap_strategy``      ``"exact"``      see ``xlt_plugin/remap.py``
@@ -160,6 +162,7 @@ class TransferSettings:
     lr_decay: float = 1.0
     unfreezing: Any = None
     augmentation: Any = None
+    wav_augmentation: Any = None
     pretrained_path: Any = None
     pretrainer: Any = None
     remap_strategy: str = "exact"
@@ -284,6 +287,10 @@ class CTCTransferBrain(sb.Brain):
             )
         folder = settings.output_folder
         self.metrics_path = metrics_path(folder) if folder else None
+        if settings.wav_augmentation is not None and getattr(
+            self.hparams, "feature_cache", None
+        ):
+            raise ValueError(CACHE_CONFLICT)
 
     @property
     def nonfinite_skipped(self) -> int:
@@ -298,6 +305,12 @@ class CTCTransferBrain(sb.Brain):
     def compute_forward(self, batch, stage):
         """Waveforms -> CTC log-probabilities and relative lengths.
 
+        In training only, ``wav_augmentation`` transforms the waveforms and
+        ``augmentation`` the normalised features; an ``Augmenter`` may change
+        lengths (speed) and grow the batch (``concat_original``,
+        ``repeat_augment``): the lengths it returns are used, and
+        :meth:`compute_objectives` replicates the targets to match.
+
         The batch's lengths reach a featurizer that takes them (NeMo's), whose
         valid frames then give the encoder's lengths; SpeechBrain's ``Fbank``
         takes none and is called as before. A featurizer that normalises itself
@@ -307,16 +320,22 @@ class CTCTransferBrain(sb.Brain):
 
         batch = batch.to(self.device)
         featurizer = getattr(self.hparams, "compute_features", None)
+        train = stage == sb.Stage.TRAIN
+        wav_augment = self.settings.wav_augmentation if train else None
         if hasattr(batch, "feats"):  # features cached by the data pipeline
+            if wav_augment is not None:
+                raise ValueError(CACHE_CONFLICT)
             feats, wav_lens = batch.feats
         else:
             wavs, wav_lens = batch.sig
+            if wav_augment is not None:
+                wavs, wav_lens = _augment(wav_augment, wavs, wav_lens)
             feats, wav_lens = featurize(featurizer, wavs, wav_lens)
         if "normalize" in self.modules and not normalizes_itself(featurizer):
             feats = self.modules.normalize(feats, wav_lens)
         augment = self.settings.augmentation
-        if stage == sb.Stage.TRAIN and augment is not None:
-            feats = augment(feats)
+        if train and augment is not None:
+            feats, wav_lens = _augment(augment, feats, wav_lens)
         encoded = self.modules.encoder(feats, wav_lens)
         logits = self.modules.head(encoded)
         return torch.log_softmax(logits, dim=-1), wav_lens
@@ -325,6 +344,13 @@ class CTCTransferBrain(sb.Brain):
         """CTC loss; outside training also greedy decoding and error rates."""
         log_probs, wav_lens = predictions
         tokens, token_lens = batch.tokens
+        if stage == sb.Stage.TRAIN:
+            # Targets follow a batch the augmenters grew: waveform ones first.
+            for augment in (self.settings.wav_augmentation, self.settings.augmentation):
+                if hasattr(augment, "replicate_multiple_labels"):
+                    tokens, token_lens = augment.replicate_multiple_labels(
+                        tokens, token_lens
+                    )
         loss = sb.nnet.losses.ctc_loss(
             log_probs, tokens, wav_lens, token_lens, self.settings.blank_index
         )
@@ -868,6 +894,41 @@ def _mean_over_processes(value: float) -> float:
         total = total.cuda()
     torch.distributed.all_reduce(total)
     return float(total.item()) / torch.distributed.get_world_size()
+
+
+CACHE_CONFLICT = (
+    "`wav_augmentation` (waveform augmentation, on with `augment: True`) cannot "
+    "apply to cached features (`feature_cache` is set): set `feature_cache: null`, "
+    "or `wav_augmentation: null` to keep only the feature-domain `augmentation`."
+)
+
+
+def augmentation_if(on: bool, augmenter):
+    """A recipe's augmentation switch: ``augmenter`` when ``on``, else None.
+
+    Recipes define SpeechBrain ``Augmenter`` objects and select them with one
+    switch: ``augmentation: !apply:xlt_plugin.brain.augmentation_if [<augment>,
+    <fea_augmenter>]``.
+
+    Example
+    -------
+    >>> augmentation_if(False, "augmenter") is None, augmentation_if(True, "a")
+    (True, 'a')
+    """
+    if not isinstance(on, bool):
+        raise ValueError(f"`augment` must be True or False, not {on!r}.")
+    return augmenter if on else None
+
+
+def _augment(augment, x: torch.Tensor, lens: torch.Tensor):
+    """Applies an augmenter: SpeechBrain's ``Augmenter`` takes and returns data
+    and lengths; another callable (e.g. a bare ``SpectrogramDrop``) takes the
+    data alone and keeps the lengths."""
+    from speechbrain.augment.augmenter import Augmenter
+
+    if isinstance(augment, Augmenter):
+        return augment(x, lens)
+    return augment(x), lens
 
 
 def _running_statistics(modules: torch.nn.Module) -> list:
