@@ -132,6 +132,17 @@ QUARTZNET_PRESETS: dict[str, dict] = {
         epilogue_channels=[96, 128],
         epilogue_kernels=[17, 1],
     ),
+    # ~0.3M: between tiny and small (the base-size ladder tiny < mini < small <
+    # medium of recipes/EnglishBase/README.md).
+    "quartznet_mini": _quartznet(
+        prologue_channels=128,
+        prologue_kernel=17,
+        channels=[128, 128, 128, 128, 128],
+        kernel_sizes=[13, 15, 17, 19, 21],
+        repeats=2,
+        epilogue_channels=[128, 256],
+        epilogue_kernels=[25, 1],
+    ),
     # ~0.7M: the CPU study's base model (NOTES: ~90x realtime training on 2 cores).
     "quartznet_small": _quartznet(
         prologue_channels=192,

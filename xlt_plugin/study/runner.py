@@ -60,6 +60,7 @@ class Corpus:
     subset_of: str | None = None
     train_utterances: int | None = None
     vocab_size: int = 3000  # words the sentences draw from (xlt synth --vocab-size)
+    conditions: str = "clean"  # acoustic conditions (xlt synth --conditions)
 
 
 @dataclass
@@ -469,6 +470,7 @@ def make_corpora(profile: Profile, data_dir: Path, jobs: int = 2) -> dict:
             accents=corpus.accents,
             domain=corpus.domain,
             vocab_size=corpus.vocab_size,
+            conditions=corpus.conditions,
             jobs=jobs,
             progress=True,
         )
