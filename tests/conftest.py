@@ -69,6 +69,65 @@ def en_base(corpora, tmp_path_factory):
     return out
 
 
+def tiny_ctc_brain(
+    texts, lr=1e-2, first_samples=6000, cached=False, run_opts=None, **hparams
+):
+    """A QuartzNet-tiny ``CTCTransferBrain`` and a dataset of noise 'utterances'.
+
+    One utterance per text, ``first_samples`` samples for the first and 800 more
+    for each next one (seeded noise: no files, fast). ``cached`` gives the items
+    Fbank features (``feats``) instead of waveforms (``sig``); ``hparams`` are
+    added to (or replace) the Brain's minimal hyperparameters.
+    """
+    import speechbrain as sb
+    import torch
+    from speechbrain.dataio.dataset import DynamicItemDataset
+    from speechbrain.lobes.features import Fbank
+    from speechbrain.nnet.linear import Linear
+    from speechbrain.utils.epoch_loop import EpochCounter
+
+    from xlt_plugin.brain import CTCTransferBrain
+    from xlt_plugin.lobes.quartznet import QuartzNet
+    from xlt_plugin.tokens import build_char_encoder
+
+    tokenizer = build_char_encoder(texts)
+    fbank = Fbank(n_mels=40)
+    gen = torch.Generator().manual_seed(0)
+    data = {}
+    for i, text in enumerate(texts):
+        wav = 0.1 * torch.randn(first_samples + 800 * i, generator=gen)
+        signal = {"feats": fbank(wav.unsqueeze(0))[0]} if cached else {"sig": wav}
+        data[f"u{i}"] = {"wrd": text, **signal}
+    dataset = DynamicItemDataset(data)
+
+    @sb.utils.data_pipeline.takes("wrd")
+    @sb.utils.data_pipeline.provides("tokens")
+    def tokens(wrd):
+        return torch.LongTensor(tokenizer.encode_sequence(list(wrd)))
+
+    dataset.add_dynamic_item(tokens)
+    dataset.set_output_keys(["id", "feats" if cached else "sig", "tokens", "wrd"])
+    torch.manual_seed(0)
+    encoder = QuartzNet(input_size=40, preset="quartznet_tiny")
+    head = Linear(input_size=encoder.output_size, n_neurons=len(tokenizer))
+    settings = {
+        "compute_features": fbank,
+        "blank_index": 0,
+        "number_of_epochs": 1,
+        "lr": lr,
+        "epoch_counter": EpochCounter(1),
+        **hparams,
+    }
+    brain = CTCTransferBrain(
+        modules={"encoder": encoder, "head": head},
+        opt_class=lambda params: torch.optim.AdamW(params, lr=lr),
+        hparams=settings,
+        run_opts={"device": "cpu", "noprogressbar": True, **(run_opts or {})},
+        tokenizer=tokenizer,
+    )
+    return brain, dataset
+
+
 def pytest_collection_modifyitems(config, items):
     """Mark everything under ``tests/recipes/`` slow (end-to-end training runs)."""
     recipes = REPO / "tests" / "recipes"

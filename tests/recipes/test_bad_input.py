@@ -17,11 +17,8 @@ import pytest
 import soundfile as sf
 import speechbrain as sb
 import torch
-from conftest import REPO, run_recipe
-from speechbrain.dataio.dataset import DynamicItemDataset
-from speechbrain.lobes.features import Fbank
+from conftest import REPO, run_recipe, tiny_ctc_brain
 from speechbrain.nnet.linear import Linear
-from speechbrain.utils.epoch_loop import EpochCounter
 
 from xlt_plugin.brain import CTCTransferBrain
 from xlt_plugin.data.commonvoice import prepare_common_voice, read_tsv
@@ -358,43 +355,16 @@ TEXTS = ["hola", "sí", "no", "casa", "mesa", "pan", "sol", "mar"]
 
 def _tiny_brain(tmp_path, **run_opts):
     """A QuartzNet-tiny CTC Brain on 8 noise 'utterances' (fast, no files)."""
-    tokenizer = build_char_encoder(TEXTS)
-    gen = torch.Generator().manual_seed(0)
-    data = {
-        f"u{i}": {"sig": 0.1 * torch.randn(8000 + 800 * i, generator=gen), "wrd": t}
-        for i, t in enumerate(TEXTS)
-    }
-    dataset = DynamicItemDataset(data)
-
-    @sb.utils.data_pipeline.takes("wrd")
-    @sb.utils.data_pipeline.provides("tokens")
-    def tokens(wrd):
-        return torch.LongTensor(tokenizer.encode_sequence(list(wrd)))
-
-    dataset.add_dynamic_item(tokens)
-    dataset.set_output_keys(["id", "sig", "tokens", "wrd"])
-    torch.manual_seed(0)
-    encoder = QuartzNet(input_size=40, preset="quartznet_tiny")
-    head = Linear(input_size=encoder.output_size, n_neurons=len(tokenizer))
-    hparams = {
-        "compute_features": Fbank(n_mels=40),
-        "blank_index": 0,
-        "number_of_epochs": 1,
-        "lr": 1e-3,
-        "epoch_counter": EpochCounter(1),
-        "output_folder": str(tmp_path),
-        "batch_size": 2,
-        "max_duration": 12.0,
-        "train_logger": sb.utils.train_logger.FileTrainLogger(tmp_path / "log.txt"),
-    }
-    brain = CTCTransferBrain(
-        modules={"encoder": encoder, "head": head},
-        opt_class=lambda params: torch.optim.AdamW(params, lr=1e-3),
-        hparams=hparams,
-        run_opts={"device": "cpu", "noprogressbar": True, **run_opts},
-        tokenizer=tokenizer,
+    return tiny_ctc_brain(
+        TEXTS,
+        lr=1e-3,
+        first_samples=8000,
+        run_opts=run_opts,
+        output_folder=str(tmp_path),
+        batch_size=2,
+        max_duration=12.0,
+        train_logger=sb.utils.train_logger.FileTrainLogger(tmp_path / "log.txt"),
     )
-    return brain, dataset
 
 
 def _nan_features(brain, bad_calls):

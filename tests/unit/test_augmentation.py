@@ -11,71 +11,22 @@ from pathlib import Path
 import pytest
 import speechbrain as sb
 import torch
+from conftest import tiny_ctc_brain
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.augment.augmenter import Augmenter
 from speechbrain.augment.freq_domain import SpectrogramDrop
 from speechbrain.augment.time_domain import DropChunk, SpeedPerturb
 from speechbrain.dataio.batch import PaddedBatch
-from speechbrain.dataio.dataset import DynamicItemDataset
-from speechbrain.lobes.features import Fbank
-from speechbrain.nnet.linear import Linear
-from speechbrain.utils.epoch_loop import EpochCounter
 
-from xlt_plugin.brain import CACHE_CONFLICT, CTCTransferBrain, augmentation_if
-from xlt_plugin.lobes.quartznet import QuartzNet
-from xlt_plugin.tokens import build_char_encoder
+from xlt_plugin.brain import CACHE_CONFLICT, augmentation_if
 
 REPO_RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 TEXTS = ["hola", "sí", "no", "casa"]
-LENGTHS = [6000 + 800 * i for i in range(len(TEXTS))]
-
-
-def _dataset(tokenizer, cached_features=None):
-    gen = torch.Generator().manual_seed(0)
-    data = {}
-    for i, (text, n) in enumerate(zip(TEXTS, LENGTHS, strict=True)):
-        wav = 0.1 * torch.randn(n, generator=gen)
-        item = {"wrd": text}
-        if cached_features is None:
-            item["sig"] = wav
-        else:
-            item["feats"] = cached_features(wav.unsqueeze(0))[0]
-        data[f"u{i}"] = item
-    dataset = DynamicItemDataset(data)
-
-    @sb.utils.data_pipeline.takes("wrd")
-    @sb.utils.data_pipeline.provides("tokens")
-    def tokens(wrd):
-        return torch.LongTensor(tokenizer.encode_sequence(list(wrd)))
-
-    dataset.add_dynamic_item(tokens)
-    key = "sig" if cached_features is None else "feats"
-    dataset.set_output_keys(["id", key, "tokens", "wrd"])
-    return dataset
+LENGTHS = [6000 + 800 * i for i in range(len(TEXTS))]  # tiny_ctc_brain's lengths
 
 
 def _brain(cached=False, **settings):
-    tokenizer = build_char_encoder(TEXTS)
-    torch.manual_seed(0)
-    encoder = QuartzNet(input_size=40, preset="quartznet_tiny")
-    head = Linear(input_size=encoder.output_size, n_neurons=len(tokenizer))
-    fbank = Fbank(n_mels=40)
-    hparams = {
-        "compute_features": fbank,
-        "blank_index": 0,
-        "number_of_epochs": 1,
-        "lr": 1e-2,
-        "epoch_counter": EpochCounter(1),
-        **settings,
-    }
-    brain = CTCTransferBrain(
-        modules={"encoder": encoder, "head": head},
-        opt_class=lambda params: torch.optim.AdamW(params, lr=1e-2),
-        hparams=hparams,
-        run_opts={"device": "cpu", "noprogressbar": True},
-        tokenizer=tokenizer,
-    )
-    return brain, _dataset(tokenizer, fbank if cached else None)
+    return tiny_ctc_brain(TEXTS, cached=cached, **settings)
 
 
 def _batch(dataset):

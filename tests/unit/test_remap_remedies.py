@@ -5,14 +5,9 @@ character written the same in both scripts."""
 import pytest
 import speechbrain as sb
 import torch
-from speechbrain.dataio.dataset import DynamicItemDataset
-from speechbrain.lobes.features import Fbank
-from speechbrain.nnet.linear import Linear
-from speechbrain.utils.epoch_loop import EpochCounter
+from conftest import tiny_ctc_brain
 
-from xlt_plugin.brain import CTCTransferBrain
 from xlt_plugin.freeze import LayerwiseOptimizer, head_only_warm_start
-from xlt_plugin.lobes.quartznet import QuartzNet
 from xlt_plugin.remap import (
     RemapHeadHook,
     RemapReport,
@@ -22,7 +17,6 @@ from xlt_plugin.remap import (
     remap_ctc_head,
     token_map,
 )
-from xlt_plugin.tokens import build_char_encoder
 
 SRC = ["<blank>", " ", "a", "b", "c", "d", "e"]
 TGT = ["<blank>", " ", "a", "á", "c", "x", "e", "y"]
@@ -170,40 +164,7 @@ TEXTS = ["hola", "sí", "no", "casa"]
 
 
 def _tiny_brain(tmp_path, **settings):
-    tokenizer = build_char_encoder(TEXTS)
-    gen = torch.Generator().manual_seed(0)
-    data = {
-        f"u{i}": {"sig": 0.1 * torch.randn(6000 + 800 * i, generator=gen), "wrd": t}
-        for i, t in enumerate(TEXTS)
-    }
-    dataset = DynamicItemDataset(data)
-
-    @sb.utils.data_pipeline.takes("wrd")
-    @sb.utils.data_pipeline.provides("tokens")
-    def tokens(wrd):
-        return torch.LongTensor(tokenizer.encode_sequence(list(wrd)))
-
-    dataset.add_dynamic_item(tokens)
-    dataset.set_output_keys(["id", "sig", "tokens", "wrd"])
-    torch.manual_seed(0)
-    encoder = QuartzNet(input_size=40, preset="quartznet_tiny")
-    head = Linear(input_size=encoder.output_size, n_neurons=len(tokenizer))
-    hparams = {
-        "compute_features": Fbank(n_mels=40),
-        "blank_index": 0,
-        "number_of_epochs": 1,
-        "lr": 1e-2,
-        "epoch_counter": EpochCounter(1),
-        **settings,
-    }
-    brain = CTCTransferBrain(
-        modules={"encoder": encoder, "head": head},
-        opt_class=lambda params: torch.optim.AdamW(params, lr=1e-2),
-        hparams=hparams,
-        run_opts={"device": "cpu", "noprogressbar": True},
-        tokenizer=tokenizer,
-    )
-    return brain, dataset
+    return tiny_ctc_brain(TEXTS, **settings)
 
 
 def test_head_only_phase_leaves_the_encoder_bit_identical(tmp_path):
