@@ -6,7 +6,12 @@ greedy decoding, CER/WER through :mod:`xlt_plugin.scoring`, checkpoints through
 SpeechBrain's ``Checkpointer``, plus what transfer needs: start from a pretrained
 model with a remapped head, staged unfreezing, layer-wise learning rates, a
 warmup + cosine schedule that keeps per-group ratios, a guard against non-finite
-losses, and a ``metrics.jsonl`` line per epoch and stage (:mod:`xlt_plugin.runs`).
+losses, and a ``metrics.jsonl`` line per epoch and stage (:mod:`xlt_plugin.runs`),
+optionally live curves through SpeechBrain's ``TensorboardLogger``.
+
+Devices and precision are SpeechBrain's run options (``--device=cuda``,
+``--precision=bf16|fp16``, DDP through ``torchrun``): the training step enters
+SpeechBrain's autocast and GradScaler; features and the CTC loss stay float32.
 
 Reliability: a killed run resumes exactly (``xlt_plugin/resume.py``); a batch with
 a non-finite loss is skipped without touching the weights or the BatchNorm
@@ -110,6 +115,7 @@ class TransferSettings:
     ``output_folder``       None             where ``metrics.jsonl`` is written
     ``save_folder``         None             where the pretrained files are kept
     ``train_logger``        None             SpeechBrain train logger
+    ``tensorboard_logger``  None             SpeechBrain ``TensorboardLogger`` too
     ``cer_computer``        None             CER stats class (None: ErrorRateStats)
     ``error_rate_computer`` None             WER stats class (None: ErrorRateStats)
     ``ckpt_keep``           1                best checkpoints kept
@@ -169,6 +175,7 @@ class TransferSettings:
     output_folder: Any = None
     save_folder: Any = None
     train_logger: Any = None
+    tensorboard_logger: Any = None
     cer_computer: Any = None
     error_rate_computer: Any = None
     ckpt_keep: int = 1
@@ -315,30 +322,42 @@ class CTCTransferBrain(sb.Brain):
         valid frames then give the encoder's lengths; SpeechBrain's ``Fbank``
         takes none and is called as before. A featurizer that normalises itself
         (NeMo's ``per_feature``) is not normalised again.
+
+        Mixed precision (SpeechBrain's ``--precision=bf16|fp16``, whose autocast
+        :meth:`fit_batch` enters): the encoder and the head run in the low
+        precision; the waveform augmentation, the features and their
+        normalisation run in float32, as NeMo's preprocessor does (a power
+        spectrum overflows fp16), and the log-softmax too, so that the CTC loss
+        gets float32 log-probabilities.
         """
         from xlt_plugin.lobes.nemo_features import featurize, normalizes_itself
 
-        batch = batch.to(self.device)
+        # Non-blocking: with pinned loader memory (`pin_memory: True`) the copy to
+        # a GPU overlaps; elsewhere it is an ordinary copy.
+        batch = batch.to(self.device, non_blocking=True)
         featurizer = getattr(self.hparams, "compute_features", None)
         train = stage == sb.Stage.TRAIN
         wav_augment = self.settings.wav_augmentation if train else None
-        if hasattr(batch, "feats"):  # features cached by the data pipeline
-            if wav_augment is not None:
-                raise ValueError(CACHE_CONFLICT)
-            feats, wav_lens = batch.feats
-        else:
-            wavs, wav_lens = batch.sig
-            if wav_augment is not None:
-                wavs, wav_lens = _augment(wav_augment, wavs, wav_lens)
-            feats, wav_lens = featurize(featurizer, wavs, wav_lens)
-        if "normalize" in self.modules and not normalizes_itself(featurizer):
-            feats = self.modules.normalize(feats, wav_lens)
-        augment = self.settings.augmentation
-        if train and augment is not None:
-            feats, wav_lens = _augment(augment, feats, wav_lens)
+        with _full_precision(self.device_type):
+            if hasattr(batch, "feats"):  # features cached by the data pipeline
+                if wav_augment is not None:
+                    raise ValueError(CACHE_CONFLICT)
+                feats, wav_lens = batch.feats
+            else:
+                wavs, wav_lens = batch.sig
+                if wav_augment is not None:
+                    wavs, wav_lens = _augment(wav_augment, wavs, wav_lens)
+                feats, wav_lens = featurize(featurizer, wavs, wav_lens)
+            if "normalize" in self.modules and not normalizes_itself(featurizer):
+                feats = self.modules.normalize(feats, wav_lens)
+            augment = self.settings.augmentation
+            if train and augment is not None:
+                feats, wav_lens = _augment(augment, feats, wav_lens)
         encoded = self.modules.encoder(feats, wav_lens)
         logits = self.modules.head(encoded)
-        return torch.log_softmax(logits, dim=-1), wav_lens
+        # float32 whatever the autocast: bf16 has 8 significant bits, too few
+        # for the log-probabilities the CTC loss sums over its paths.
+        return torch.log_softmax(logits.float(), dim=-1), wav_lens
 
     def compute_objectives(self, predictions, batch, stage):
         """CTC loss; outside training also greedy decoding and error rates."""
@@ -380,6 +399,11 @@ class CTCTransferBrain(sb.Brain):
         non-finite losses in a row (SpeechBrain's run option, default 3) training
         stops with a message. Running out of memory stops it with the settings
         to lower.
+
+        SpeechBrain's mixed precision is kept as its own step has it: the
+        forward pass and the loss under ``self.training_ctx`` (the autocast of
+        ``--precision``), the backward through ``self.scaler`` (fp16's
+        GradScaler; a no-op otherwise), unscaled in :meth:`optimizers_step`.
         """
         should_step = (self.step % self.grad_accumulation_factor) == 0
         self.on_fit_batch_start(batch, should_step)
@@ -453,7 +477,7 @@ class CTCTransferBrain(sb.Brain):
         size = f"{len(ids)} clips ({shown})"
         if longest is not None:
             size += f", the longest {longest:.1f} s"
-        keys = ("batch_size", "max_duration", "dynamic_batching", "max_batch_length")
+        keys = ("batch_size", "max_duration", "dynamic_batching")
         now = [
             f"{k}={getattr(self.hparams, k)}" for k in keys if hasattr(self.hparams, k)
         ]
@@ -462,7 +486,7 @@ class CTCTransferBrain(sb.Brain):
         raise torch.OutOfMemoryError(
             f"Out of memory on {self.device} in a {stage_name.get(stage, 'test')} "
             f"batch of {size}. Settings now: {', '.join(now)}. Lower the batch "
-            "size (--batch_size, or max_batch_length with dynamic batching) or the "
+            "size (--batch_size, or the max_batch_length of --dynamic_batching) or the "
             "longest clip (--max_duration); --grad_accumulation_factor=2 with half "
             "the batch size keeps the effective batch. Then rerun the same "
             "command: training resumes from the last checkpoint."
@@ -477,15 +501,31 @@ class CTCTransferBrain(sb.Brain):
         self.scaler.unscale_(self.optimizer)
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
+        # SpeechBrain's run option, as its own step honours it (fp16's
+        # GradScaler skips non-finite gradients by itself).
+        if not self.scaler.is_enabled() and self.skip_nonfinite_grads:
+            self.check_gradients()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.optimizer_step += 1
 
     def on_fit_batch_end(self, batch, outputs, loss, should_step):
-        """Advances the lr schedule once per optimizer step."""
+        """Advances the lr schedule once per optimizer step.
+
+        With a ``tensorboard_logger``, also writes the step's training loss and
+        lr (tags ``loss/train_step``, ``lr/train_step``) at the schedule's step,
+        which a resumed run continues.
+        """
         if should_step:
             self.lr_scheduler.step()
+            writer = getattr(self.settings.tensorboard_logger, "writer", None)
+            if writer is not None:  # None on non-main DDP processes
+                step = self.lr_scheduler.last_epoch
+                # fit_batch copies the loss to the CPU anyway: no extra sync.
+                writer.add_scalar("loss/train_step", float(loss.detach()), step)
+                lr = self.optimizer.param_groups[0]["lr"]
+                writer.add_scalar("lr/train_step", lr, step)
 
     def make_dataloader(self, dataset, stage, *args, **kwargs):
         """As SpeechBrain's; remembers the training steps per epoch for the lr.
@@ -828,6 +868,9 @@ class CTCTransferBrain(sb.Brain):
                     train_stats=self.train_stats,
                     valid_stats=stats,
                 )
+            self._log_tensorboard(
+                epoch, {"lr": lr}, train_stats=self.train_stats, valid_stats=stats
+            )
             # Metrics line first: a kill between the two leaves a line that the
             # resumed run trims (its epoch is past the last checkpoint).
             self._write_metrics(epoch, name, stats, seconds)
@@ -844,6 +887,14 @@ class CTCTransferBrain(sb.Brain):
                 stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},
                 test_stats=stats,
             )
+        suffix = "_zero_shot" if self.zero_shot else ""
+        if self.eval_tag not in (None, "test"):  # one curve per test set
+            suffix = f"_{self.eval_tag}{suffix}"
+        self._log_tensorboard(
+            self.hparams.epoch_counter.current,
+            {},
+            test_stats={f"{k}{suffix}": v for k, v in stats.items()},
+        )
         self._write_metrics(self.hparams.epoch_counter.current, name, stats, seconds)
         wer_file = self.settings.test_wer_file
         if wer_file and if_main_process():
@@ -851,6 +902,27 @@ class CTCTransferBrain(sb.Brain):
                 self.scores.wer.write_stats(w)
 
     # ---------------------------------------------------------------- metrics
+    def _log_tensorboard(self, epoch, stats_meta: dict, **stats) -> None:
+        """Epoch-level scalars to the ``tensorboard_logger`` (if any), at step
+        ``epoch``, then flushed so that the curves are live.
+
+        SpeechBrain's ``TensorboardLogger`` numbers its points by counting its
+        calls, which would restart at 1 in a resumed run: its counters are set
+        to the epoch first.
+        """
+        logger_ = self.settings.tensorboard_logger
+        if logger_ is None:
+            return
+        step = int(epoch or 0)
+        logger_.global_step["meta"] = step - 1
+        for name, values in stats.items():
+            counters = logger_.global_step[name.replace("_stats", "")]
+            for key in values or {}:
+                counters[key] = step - 1
+        logger_.log_stats(stats_meta={"epoch": step, **stats_meta}, **stats)
+        if logger_.writer is not None:
+            logger_.writer.flush()
+
     def _write_metrics(self, epoch, stage_name, stats, seconds):
         if self.metrics_path is None or not if_main_process():
             return
@@ -918,6 +990,49 @@ def augmentation_if(on: bool, augmenter):
     if not isinstance(on, bool):
         raise ValueError(f"`augment` must be True or False, not {on!r}.")
     return augmenter if on else None
+
+
+def tensorboard_logger_if(on: bool, save_dir: str | os.PathLike):
+    """A recipe's live-curves switch: SpeechBrain's ``TensorboardLogger`` writing
+    to ``save_dir`` when ``on``, else None.
+
+    Built only when on, so that a run without it needs no ``tensorboard``
+    package and writes no folder. In YAML: ``tensorboard_logger:
+    !apply:xlt_plugin.brain.tensorboard_logger_if [<tensorboard>,
+    <output_folder>/tensorboard]``; ``CTCTransferBrain`` logs to it beside
+    ``train_logger``.
+
+    Arguments
+    ---------
+    on : bool
+        The recipe's ``tensorboard`` key.
+    save_dir : path
+        The folder of the events files.
+
+    Returns
+    -------
+    speechbrain.utils.train_logger.TensorboardLogger or None
+
+    Example
+    -------
+    >>> tensorboard_logger_if(False, "unused") is None
+    True
+    """
+    if not isinstance(on, bool):
+        raise ValueError(f"`tensorboard` must be True or False, not {on!r}.")
+    if not on:
+        return None
+    from speechbrain.utils.train_logger import TensorboardLogger
+
+    from xlt_plugin.extras import require
+
+    require("tensorboard", "`tensorboard: True` (live training curves)")
+    return TensorboardLogger(str(save_dir))
+
+
+def _full_precision(device_type: str):
+    """A region where autocast is off (float32 math) on ``device_type``."""
+    return torch.autocast(device_type=device_type, enabled=False)
 
 
 def _augment(augment, x: torch.Tensor, lens: torch.Tensor):

@@ -31,6 +31,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "pyroomacoustics": ("pyroomacoustics", "synth"),
     "matplotlib": ("matplotlib", "study"),
     "kenlm": ("kenlm", "lm"),
+    "tensorboard": ("tensorboard", "gpu"),
 }
 
 

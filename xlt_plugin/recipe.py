@@ -96,6 +96,7 @@ def load_recipe(argv: list[str] | None = None) -> tuple[dict, dict, str]:
             for k in missing
         )
         raise RecipeError(f"{hparams_file} needs:\n{hints}")
+    check_device(run_opts)
     sb.utils.distributed.ddp_init_group(run_opts)
     try:
         hparams = load_hyperpyyaml(yaml_text, overrides)
@@ -111,6 +112,50 @@ def load_recipe(argv: list[str] | None = None) -> tuple[dict, dict, str]:
         overrides=overrides,
     )
     return hparams, run_opts, hparams_file
+
+
+def check_device(run_opts) -> None:
+    """Refuse a device or precision this machine cannot run, before any work.
+
+    Without this, ``--device=cuda`` on a machine without a CUDA device fails
+    inside torch, and ``--precision=fp16`` on a CPU fails in SpeechBrain's
+    ``Brain`` after the data preparation, both with a traceback.
+
+    Arguments
+    ---------
+    run_opts : speechbrain RunOptions or dict
+        The parsed run options (``device``, ``precision``, ``eval_precision``).
+
+    Raises
+    ------
+    RecipeError
+        What to use instead.
+
+    Example
+    -------
+    >>> check_device({"device": "cpu", "precision": "bf16"})
+    >>> check_device({"device": "cpu", "precision": "fp16"})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+     ...
+    xlt_plugin.recipe.RecipeError: --precision=fp16 needs a CUDA device: ...
+    """
+    from speechbrain.utils.distributed import infer_device
+
+    device = str(run_opts.get("device") or infer_device())
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RecipeError(
+            f"--device={device}, but torch sees no CUDA device (torch "
+            f"{torch.__version__}, built for CUDA {torch.version.cuda}; "
+            "nvidia-smi lists the GPUs the driver sees). Run on a machine with an "
+            "NVIDIA GPU, or use --device=cpu."
+        )
+    for key in ("precision", "eval_precision"):
+        if device.startswith("cpu") and run_opts.get(key) == "fp16":
+            raise RecipeError(
+                f"--{key}=fp16 needs a CUDA device: SpeechBrain runs fp16 "
+                "autocast and its GradScaler on GPUs only. On a CPU use "
+                f"--{key}=bf16 (bfloat16 autocast) or fp32."
+            )
 
 
 def continual_settings(hparams: dict) -> TransferSettings:

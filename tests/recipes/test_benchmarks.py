@@ -3,12 +3,14 @@
 Timings and ratios are never asserted (the machine is shared and noisy): only
 that every figure is printed, well formed, with its target and the machine.
 The scripts run in this process (``runpy``), except ``memory.py``'s child,
-which must be a process of its own.
+which must be a process of its own, and ``train_speed.py``, which sets torch's
+thread count (process-wide state) and runs in a subprocess.
 """
 
 import json
 import re
 import runpy
+import subprocess
 import sys
 from pathlib import Path
 
@@ -145,3 +147,55 @@ def test_convergence_without_a_study_says_what_to_give(monkeypatch, tmp_path, ca
     err = capsys.readouterr().err
     assert "give a study folder" in err
     assert f"{tmp_path}/study.json is missing" in err
+
+
+def mean_sd(token: str) -> tuple[float, float]:
+    """``mean+-sd`` as train_speed.py prints it."""
+    mean, sd = token.split("+-")
+    return float(mean), float(sd)
+
+
+def test_train_speed_quick():
+    # A subprocess: the script sets torch's thread count for the whole process.
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "train_speed.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=BENCHMARKS.parent,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "machine: " in out and "cpus=" in out
+    assert re.search(r"^1 thread\(s\): sgemm \d+\.\d GFLOP/s$", out, re.M)
+    presets = ("quartznet_tiny", "quartznet_mini")  # --quick's
+    rows = re.findall(
+        r"^(\w+) +(\d+) (old|new) +(\w+) +(\S+) +(\S+) +(\S+) +(\S+) +(\S+) "
+        r"+(\S+) +(\d+)$",
+        out,
+        re.M,
+    )
+    seen = {(preset, side) for preset, _, side, *_ in rows}
+    assert seen == {(p, s) for p in presets for s in ("old", "new")}, out
+    for _, threads, side, mode, rate, gflops, sgemm, mfu, pad, per, steps in rows:
+        assert threads == "1"  # --quick's
+        assert (side, mode) in (("old", "sorted"), ("new", "dynamic"))
+        for token in (rate, gflops, mfu):
+            mean, sd = mean_sd(token)
+            assert mean > 0 and sd >= 0, token
+        assert float(sgemm) > 0 and float(per) > 0 and int(steps) > 0
+        assert 0 <= float(pad) <= 1
+    ratios = dict(re.findall(r"^(\w+) +1 old/new wall (\S+) cpu \S+$", out, re.M))
+    assert sorted(ratios) == sorted(presets), out
+    for token in ratios.values():
+        assert mean_sd(token)[0] > 0
+    found = results(out)
+    names = [f"padding_{m}" for m in ("random", "sorted", "dynamic_sb", "dynamic")]
+    names += [f"old_vs_new_{p}_1t" for p in presets]
+    names += [f"mfu_dynamic_{p}_1t" for p in presets]
+    assert_numbers(found, names)
+    assert found["old_vs_new_quartznet_tiny_1t"][1] == "> 1"
+    for mode in ("random", "sorted", "dynamic_sb", "dynamic"):
+        assert 0 <= float(found[f"padding_{mode}"][0]) <= 1
+    # Sorted and bucketed batches pad less than shuffled fixed-size ones.
+    assert float(found["padding_dynamic"][0]) < float(found["padding_random"][0])

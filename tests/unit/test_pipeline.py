@@ -1,6 +1,7 @@
 """The shared data pipeline: audio reading, feature cache, datasets."""
 
 import numpy as np
+import pytest
 import soundfile as sf
 import torch
 from speechbrain.lobes.features import Fbank
@@ -45,3 +46,147 @@ def test_feature_cache_computes_once_and_matches(tmp_path):
     torch.testing.assert_close(cache("a", str(clip)), first)
     other = FeatureCache(tmp_path / "cache", fbank, {"n_mels": 80})
     assert other.folder != cache.folder
+
+
+# Dynamic batching (``dynamic_batching``): duration-bucketed batches.
+
+
+def _durations(count=200, seed=0):
+    """Common Voice-like clip durations: log-normal around 4 s, 2-7 s."""
+    rng = np.random.default_rng(seed)
+    return np.clip(rng.lognormal(np.log(4.0), 0.3, count), 2.0, 7.0)
+
+
+def _dataset(durations):
+    from speechbrain.dataio.dataset import DynamicItemDataset
+
+    rows = {f"u{i}": {"duration": float(d)} for i, d in enumerate(durations)}
+    return DynamicItemDataset(rows)
+
+
+def test_dynamic_batches_stay_under_max_and_pad_less_than_random():
+    from xlt_plugin.data.pipeline import dynamic_batch_sampler, padding_fraction
+
+    durations = _durations()
+    max_seconds = 8 * float(durations.max())  # the worst fixed batch of 8
+    sampler = dynamic_batch_sampler(
+        _dataset(durations), {"max_batch_length": max_seconds, "num_buckets": 10}
+    )
+    batches = list(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(len(durations)))
+    for batch in batches:  # padded duration: every clip as long as the longest
+        assert len(batch) * max(durations[i] for i in batch) <= max_seconds
+    order = np.random.default_rng(1).permutation(len(durations)).tolist()
+    fixed = [order[i : i + 8] for i in range(0, len(order), 8)]
+    assert padding_fraction(batches, durations) < padding_fraction(fixed, durations)
+    assert padding_fraction(batches, durations) < 0.1
+    assert len(sampler) == len(batches)
+
+
+def test_dynamic_batches_change_with_the_epoch_counter_only():
+    from xlt_plugin.data.pipeline import dynamic_batch_sampler
+
+    class Counter:
+        current = 1
+
+    counter = Counter()
+    settings = {"max_batch_length": 30.0, "num_buckets": 5}
+
+    def epoch_batches(epoch):
+        counter.current = epoch
+        sampler = dynamic_batch_sampler(
+            _dataset(_durations(60)), settings, seed=3, epoch_counter=counter
+        )
+        return list(sampler), list(sampler)
+
+    first, again = epoch_batches(1)
+    assert first == again  # a pass is a function of the epoch: resumable
+    assert first == epoch_batches(1)[0]  # ... in a new process too
+    assert epoch_batches(2)[0] != first  # reshuffled each epoch
+
+
+def test_dynamic_batching_refuses_unknown_keys_and_no_max():
+    from xlt_plugin.data.pipeline import dynamic_batch_sampler
+
+    dataset = _dataset(_durations(10))
+    with pytest.raises(ValueError, match="unknown keys \\['max_batch_len'\\]"):
+        dynamic_batch_sampler(dataset, {"max_batch_len": 30})
+    with pytest.raises(ValueError, match="needs max_batch_length"):
+        dynamic_batch_sampler(dataset, {"num_buckets": 3})
+
+
+def _manifests(tmp_path, durations):
+    """train/dev/test manifests of short tone clips with the given durations."""
+    header = "ID,duration,wav,wrd\n"
+    rows = []
+    for i, seconds in enumerate(durations):
+        wav = tmp_path / f"c{i}.wav"
+        sf.write(wav, _tone(seconds, 16000), 16000)
+        rows.append(f"c{i},{seconds},{wav},ab\n")
+    paths = {}
+    for split in ("train", "dev", "test"):
+        paths[split] = tmp_path / f"{split}.csv"
+        paths[split].write_text(header + "".join(rows))
+    return paths
+
+
+def _hparams(paths, **extra):
+    return {
+        "train_csv": str(paths["train"]),
+        "valid_csv": str(paths["dev"]),
+        "test_csv": str(paths["test"]),
+        "sorting": "ascending",
+        "train_dataloader_opts": {"batch_size": 4},
+        **extra,
+    }
+
+
+def _tokenizer():
+    from speechbrain.dataio.encoder import CTCTextEncoder
+
+    tokenizer = CTCTextEncoder()
+    tokenizer.update_from_iterable(["a", "b"])
+    return tokenizer
+
+
+def test_make_datasets_without_dynamic_batching_is_unchanged(tmp_path):
+    from xlt_plugin.data.pipeline import make_datasets
+
+    hparams = _hparams(_manifests(tmp_path, [0.3, 0.1, 0.2]))
+    datasets = make_datasets(hparams, _tokenizer())
+    assert hparams["train_dataloader_opts"] == {"batch_size": 4, "shuffle": False}
+    assert datasets["train"].data_ids == ["c1", "c2", "c0"]  # ascending
+
+
+def test_make_datasets_with_dynamic_batching_loads_bounded_batches(tmp_path):
+    import speechbrain as sb
+
+    from xlt_plugin.data.pipeline import EpochDynamicBatchSampler, make_datasets
+
+    durations = [0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7]
+    hparams = _hparams(
+        _manifests(tmp_path, durations),
+        dynamic_batching={"max_batch_length": 1.2, "num_buckets": 3},
+    )
+    datasets = make_datasets(hparams, _tokenizer())
+    opts = hparams["train_dataloader_opts"]
+    assert sorted(opts) == ["batch_sampler"]  # no batch_size, no shuffle
+    assert isinstance(opts["batch_sampler"], EpochDynamicBatchSampler)
+    # As the Brain builds the training loader (SpeechBrain's make_dataloader).
+    loader = sb.dataio.dataloader.make_dataloader(datasets["train"], **opts)
+    seen = []
+    for batch in loader:
+        wavs, lens = batch.sig
+        assert wavs.shape[0] * wavs.shape[1] <= 1.2 * 16000  # padded samples
+        seen += batch.id
+    assert sorted(seen) == sorted(f"c{i}" for i in range(len(durations)))
+
+
+def test_dynamic_batching_and_replay_refuse_each_other(tmp_path):
+    from xlt_plugin.data.pipeline import make_datasets
+
+    hparams = _hparams(
+        _manifests(tmp_path, [0.2, 0.3]), dynamic_batching={"max_batch_length": 1}
+    )
+    with pytest.raises(ValueError, match="dynamic_batching and replay_ratio"):
+        make_datasets(hparams, _tokenizer(), replay_ratio=0.5)
