@@ -12,16 +12,13 @@ Tiny synthetic corpora, quartznet_tiny, batch 4, 1-2 epochs:
 """
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
+import faults
 import pytest
 import speechbrain as sb
 import torch
-import yaml
 from conftest import REPO, run_recipe
 
 from xlt_plugin.averaging import average_head_state, interpolate_state, load_run_model
@@ -50,13 +47,6 @@ def _args(corpora, en_base, out, *extra, epochs=1):
     ]
 
 
-def _metrics(out):
-    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    for record in records:  # wall-clock times legitimately differ
-        record.pop("seconds", None), record.pop("elapsed", None)
-    return records
-
-
 def _state(path):
     return torch.load(path, weights_only=True)
 
@@ -71,10 +61,9 @@ def _assert_states_equal(left, right, keys=None):
 # The recipe's train.py, with every training batch's ids logged (BATCH_LOG) and,
 # with PAUSE_EPOCH set, a pause after the first intra-epoch checkpoint of that
 # epoch (PAUSE_FLAG written): the test kills the run there (see test_resume.py).
-DRIVER = """
-import json, os, runpy, sys, time
-from pathlib import Path
-from xlt_plugin.brain import CTCTransferBrain
+DRIVER = faults.driver_source(
+    """
+import json
 
 start = CTCTransferBrain.on_fit_batch_start
 
@@ -84,30 +73,8 @@ def logged(self, batch, should_step):
     return start(self, batch, should_step)
 
 CTCTransferBrain.on_fit_batch_start = logged
-save = CTCTransferBrain._save_intra_epoch_ckpt
-
-def save_then_wait(self):
-    save(self)
-    if self.hparams.epoch_counter.current == int(os.environ.get("PAUSE_EPOCH", 0)):
-        Path(os.environ["PAUSE_FLAG"]).write_text("saved")
-        time.sleep(600)
-
-CTCTransferBrain._save_intra_epoch_ckpt = save_then_wait
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
 """
-
-
-def _env(**extra):
-    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), **extra)
-
-
-def _checkpoints(save):
-    found = []
-    for folder in sorted(save.glob("CKPT+*")):
-        meta = yaml.safe_load((folder / "CKPT.yaml").read_text())
-        found.append((meta["unixtime"], folder, meta))
-    return [(folder, meta) for _, folder, meta in sorted(found, key=lambda x: x[0])]
+)
 
 
 def _batches(log):
@@ -146,7 +113,7 @@ def replay_runs(corpora, en_base, tmp_path_factory):
         return subprocess.Popen(
             command(out),
             cwd=REPO,
-            env=_env(BATCH_LOG=str(log), **env),
+            env=faults.env(BATCH_LOG=str(log), **env),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -154,31 +121,14 @@ def replay_runs(corpora, en_base, tmp_path_factory):
 
     uninterrupted = popen(whole, root / "whole.log")
     victim = popen(killed, root / "killed.log", PAUSE_EPOCH="2", PAUSE_FLAG=str(flag))
-    try:
-        deadline = time.monotonic() + 300
-        while not (
-            flag.exists()
-            and any(
-                "brain_intra_epoch_ckpt" in meta
-                for _, meta in _checkpoints(killed / "save")
-            )
-        ):
-            assert victim.poll() is None, victim.stderr.read()[-3000:]
-            assert time.monotonic() < deadline, "no intra-epoch checkpoint came"
-            time.sleep(0.05)
-        os.kill(victim.pid, signal.SIGKILL)
-        assert victim.wait(timeout=60) == -signal.SIGKILL
-    finally:
-        if victim.poll() is None:
-            victim.kill()
-            victim.wait()
+    faults.kill_when_paused(victim, flag, killed / "save")
     _, errors = uninterrupted.communicate(timeout=600)
     assert uninterrupted.returncode == 0, errors[-3000:]
     before_kill = _batches(root / "killed.log")
     resumed = subprocess.run(
         command(killed),
         cwd=REPO,
-        env=_env(BATCH_LOG=str(root / "resumed.log")),
+        env=faults.env(BATCH_LOG=str(root / "resumed.log")),
         capture_output=True,
         text=True,
         timeout=600,
@@ -216,7 +166,7 @@ def test_replay_killed_mid_epoch_resumes_to_the_same_result(replay_runs):
     before, after = replay_runs["before_kill"], replay_runs["after_resume"]
     assert before[-1][0] == 2 and after[0][0] == 2
     assert before + after == replay_runs["whole_batches"]
-    assert _metrics(killed) == _metrics(whole)
+    assert faults.metrics(killed) == faults.metrics(whole)
     for name in ("model.ckpt", "head.ckpt"):
         left, right = _state(whole / "model" / name), _state(killed / "model" / name)
         assert left.keys() == right.keys()
@@ -272,7 +222,7 @@ def test_average_auto_picks_from_the_grid_and_exports_the_average(auto_run, en_b
     encoder, head = _expected_average(base, tuned, averaging["alpha"])
     _assert_states_equal(encoder, model.encoder.state_dict())
     _assert_states_equal(head, model.head.state_dict())
-    tests = [r for r in _metrics(auto_run) if r["stage"] == "test"]
+    tests = [r for r in faults.metrics(auto_run) if r["stage"] == "test"]
     assert any(r["test_set"].endswith("_averaged") for r in tests)
     assert any(not r["test_set"].endswith("_averaged") for r in tests)
 

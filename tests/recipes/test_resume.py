@@ -9,17 +9,13 @@ the arithmetic is deterministic, so any difference is lost state). The same must
 hold when the newest checkpoint was left half-written.
 """
 
-import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
+import faults
 import pytest
 import torch
-import yaml
 from conftest import REPO
 from speechbrain.dataio.dataloader import make_dataloader
 from speechbrain.dataio.sampler import DynamicBatchSampler
@@ -38,12 +34,10 @@ CV = REPO / "recipes" / "CommonVoice"
 # first intra-epoch checkpoint of that epoch is complete it writes PAUSE_FLAG and
 # waits to be killed: the kill lands at a known point, with no race against a
 # fast tiny model.
-DRIVER = """
-import os, runpy, sys, time
-from pathlib import Path
+DRIVER = faults.driver_source(
+    """
 from speechbrain.augment.freq_domain import SpectrogramDrop
 import xlt_plugin.recipe
-from xlt_plugin.brain import CTCTransferBrain
 
 load_recipe = xlt_plugin.recipe.load_recipe
 
@@ -56,18 +50,8 @@ def with_augmentation(argv=None):
     return hparams, run_opts, hparams_file
 
 xlt_plugin.recipe.load_recipe = with_augmentation
-save = CTCTransferBrain._save_intra_epoch_ckpt
-
-def save_then_wait(self):
-    save(self)
-    if self.hparams.epoch_counter.current == int(os.environ.get("PAUSE_EPOCH", 0)):
-        Path(os.environ["PAUSE_FLAG"]).write_text("saved")
-        time.sleep(600)
-
-CTCTransferBrain._save_intra_epoch_ckpt = save_then_wait
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
 """
+)
 
 
 def _command(driver, corpus, out):
@@ -87,29 +71,17 @@ def _command(driver, corpus, out):
     ]
 
 
-def _env(**extra):
-    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), **extra)
-
-
 def _run(args):
     proc = subprocess.run(
         [sys.executable, *args],
         cwd=REPO,
-        env=_env(),
+        env=faults.env(),
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
-
-
-def _checkpoints(save):
-    found = []
-    for folder in sorted(save.glob("CKPT+*")):
-        meta = yaml.safe_load((folder / "CKPT.yaml").read_text())
-        found.append((meta["unixtime"], folder, meta))
-    return [(folder, meta) for _, folder, meta in sorted(found, key=lambda x: x[0])]
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +95,7 @@ def runs(corpora, tmp_path_factory):
     uninterrupted = subprocess.Popen(
         [sys.executable, *_command(driver, corpus, whole)],
         cwd=REPO,
-        env=_env(),
+        env=faults.env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -131,40 +103,15 @@ def runs(corpora, tmp_path_factory):
     victim = subprocess.Popen(
         [sys.executable, *_command(driver, corpus, killed)],
         cwd=REPO,
-        env=_env(PAUSE_EPOCH="2", PAUSE_FLAG=str(flag)),
+        env=faults.env(PAUSE_EPOCH="2", PAUSE_FLAG=str(flag)),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
-        deadline = time.monotonic() + 300
-        # Poll the save folder: the intra-epoch checkpoint, then the driver's flag.
-        while not (
-            flag.exists()
-            and any(
-                "brain_intra_epoch_ckpt" in meta
-                for _, meta in _checkpoints(killed / "save")
-            )
-        ):
-            assert victim.poll() is None, victim.stderr.read()[-3000:]
-            assert time.monotonic() < deadline, "no intra-epoch checkpoint came"
-            time.sleep(0.05)
-        os.kill(victim.pid, signal.SIGKILL)
-        assert victim.wait(timeout=60) == -signal.SIGKILL
-    finally:
-        if victim.poll() is None:
-            victim.kill()
-            victim.wait()
+    faults.kill_when_paused(victim, flag, killed / "save")
     _, errors = uninterrupted.communicate(timeout=600)
     assert uninterrupted.returncode == 0, errors[-3000:]
     return {"corpus": corpus, "whole": whole, "killed": killed, "driver": driver}
-
-
-def _metrics(out):
-    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    for record in records:  # wall-clock times legitimately differ
-        del record["seconds"], record["elapsed"]
-    return records
 
 
 def _assert_same_weights(a, b):
@@ -179,13 +126,13 @@ def _assert_same_weights(a, b):
 def test_killed_mid_epoch_reruns_to_the_uninterrupted_result(runs, tmp_path):
     out = tmp_path / "killed"
     shutil.copytree(runs["killed"], out)
-    checkpoints = _checkpoints(out / "save")
+    checkpoints = faults.checkpoints(out / "save")
     assert "brain_intra_epoch_ckpt" in checkpoints[-1][1]  # killed mid-epoch 2
-    assert [r["epoch"] for r in _metrics(out)] == [1, 1]
+    assert [r["epoch"] for r in faults.metrics(out)] == [1, 1]
     _run(_command(runs["driver"], runs["corpus"], out))
-    whole = _metrics(runs["whole"])
+    whole = faults.metrics(runs["whole"])
     assert [r["stage"] for r in whole] == ["train", "valid"] * 3 + ["test"]
-    assert _metrics(out) == whole  # losses, CER, WER, lr: every epoch, exactly
+    assert faults.metrics(out) == whole  # losses, CER, WER, lr: every epoch, exactly
     _assert_same_weights(runs["whole"], out)
 
 
@@ -211,13 +158,13 @@ def _drop_last_files(folder):
 def test_a_half_written_newest_checkpoint_is_set_aside(runs, tmp_path, damage, problem):
     out = tmp_path / "killed"
     shutil.copytree(runs["killed"], out)
-    newest = _checkpoints(out / "save")[-1][0]
+    newest = faults.checkpoints(out / "save")[-1][0]
     damage(newest)
     proc = _run(_command(runs["driver"], runs["corpus"], out))
     assert (out / "save" / f"broken-{newest.name}").is_dir()  # kept, not deleted
     assert problem in proc.stderr + proc.stdout
     # It resumed from the end of epoch 1 instead, and still ends the same.
-    assert _metrics(out) == _metrics(runs["whole"])
+    assert faults.metrics(out) == faults.metrics(runs["whole"])
     _assert_same_weights(runs["whole"], out)
 
 

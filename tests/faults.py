@@ -1,0 +1,88 @@
+"""Kill-and-resume helpers shared by the fault tests (resume, rehearsal, ...).
+
+A test runs a recipe through a *driver*: a small script that patches the Brain
+(``driver_source``), then runs the recipe's ``train.py`` as ``__main__``. With
+``PAUSE_EPOCH`` set in its environment, the driver writes ``PAUSE_FLAG`` once the
+first intra-epoch checkpoint of that epoch is complete, and waits to be killed:
+the kill lands at a known point, with no race against a fast tiny model.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+_PAUSE = """
+import os, runpy, sys, time
+from pathlib import Path
+from xlt_plugin.brain import CTCTransferBrain
+
+save = CTCTransferBrain._save_intra_epoch_ckpt
+
+def save_then_wait(self):
+    save(self)
+    if self.hparams.epoch_counter.current == int(os.environ.get("PAUSE_EPOCH", 0)):
+        Path(os.environ["PAUSE_FLAG"]).write_text("saved")
+        time.sleep(600)
+
+CTCTransferBrain._save_intra_epoch_ckpt = save_then_wait
+"""
+
+_RUN = """
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def driver_source(patches: str = "") -> str:
+    """A driver script: the pause patch, then ``patches``, then the recipe."""
+    return _PAUSE + patches + _RUN
+
+
+def env(**extra) -> dict:
+    """The subprocess environment: one thread, this checkout importable."""
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), **extra)
+
+
+def checkpoints(save: Path) -> list:
+    """(folder, CKPT.yaml metadata) of a save folder, oldest first."""
+    found = []
+    for folder in sorted(Path(save).glob("CKPT+*")):
+        meta = yaml.safe_load((folder / "CKPT.yaml").read_text())
+        found.append((meta["unixtime"], folder, meta))
+    return [(folder, meta) for _, folder, meta in sorted(found, key=lambda x: x[0])]
+
+
+def metrics(out: Path) -> list[dict]:
+    """``metrics.jsonl`` lines without their wall-clock fields (they differ)."""
+    lines = (Path(out) / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(x) for x in lines]
+    for record in records:
+        record.pop("seconds", None), record.pop("elapsed", None)
+    return records
+
+
+def kill_when_paused(victim: subprocess.Popen, flag: Path, save: Path) -> None:
+    """SIGKILL ``victim`` once its driver paused after an intra-epoch checkpoint."""
+    try:
+        deadline = time.monotonic() + 300
+        # Poll the save folder: the intra-epoch checkpoint, then the driver's flag.
+        while not (
+            flag.exists()
+            and any("brain_intra_epoch_ckpt" in meta for _, meta in checkpoints(save))
+        ):
+            assert victim.poll() is None, victim.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "no intra-epoch checkpoint came"
+            time.sleep(0.05)
+        os.kill(victim.pid, signal.SIGKILL)
+        assert victim.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+            victim.wait()
