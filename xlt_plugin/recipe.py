@@ -17,6 +17,7 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 
 from xlt_plugin.brain import CTCTransferBrain, TransferSettings
+from xlt_plugin.runlock import RunLockedError, acquire_run_lock
 from xlt_plugin.runs import BEST_KEY, has_zero_shot
 
 logger = logging.getLogger(__name__)
@@ -106,6 +107,14 @@ def load_recipe(argv: list[str] | None = None) -> tuple[dict, dict, str]:
         raise RecipeError(_unknown_key_message(hparams_file, yaml_text, err)) from None
     except ValueError as err:  # e.g. a .nemo that is not a NeMo checkpoint
         raise RecipeError(f"{hparams_file}: {err}") from None
+    if sb.utils.distributed.if_main_process():
+        # Before create_experiment_directory, which rewrites the hyperparams.yaml
+        # and log of a run that may be live in this folder. Rank 0 only: the
+        # other ranks of a torchrun are the same run. Held until the process ends.
+        try:
+            acquire_run_lock(hparams["output_folder"])
+        except RunLockedError as err:
+            raise RecipeError(str(err)) from None
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=hparams_file,

@@ -216,11 +216,20 @@ def _spell_digits(text: str, language: str) -> str:
         return text
     from num2words import num2words
 
+    def spell(digits: str, fallback: str, **kwargs) -> str:
+        # num2words stops somewhere for every language (Spanish below 10**27,
+        # Russian at 10**36, any at 4300 digits, each with its own exception):
+        # such a number stays digits, for foreign_characters to flag.
+        try:
+            return f" {num2words(int(digits), lang=lang, **kwargs)} "
+        except Exception:
+            return fallback
+
     def ordinal(match: re.Match) -> str:
-        return f" {num2words(int(match.group(1)), lang=lang, to='ordinal')} "
+        return spell(match.group(1), match.group(0), to="ordinal")
 
     def cardinal(match: re.Match) -> str:
-        return f" {num2words(int(match.group(0)), lang=lang)} "
+        return spell(match.group(0), match.group(0))
 
     if lang.startswith("en"):
         # "1,000" is one number; "21st" an ordinal.

@@ -98,6 +98,15 @@ def test_prep_speed_quick(run_script):
     )
 
 
+def test_prep_memory_quick(run_script):
+    out = run_script("prep_memory.py", "--quick")
+    for name in ("floor", "quarter", "all"):
+        assert re.search(rf"^{name} +[\d,]+ rows: peak RSS \d+ MB", out, re.M), name
+    found = results(out)
+    assert_numbers(found, ["prep_peak_rss_mb", "prep_rows_per_s"])
+    assert found["prep_peak_rss_mb"][1] == "<= 2048"
+
+
 def test_convergence_quick(run_script):
     out = run_script("convergence.py", "--quick")
     found = results(out)
