@@ -70,12 +70,19 @@ def en_base(corpora, tmp_path_factory):
 
 
 def tiny_ctc_brain(
-    texts, lr=1e-2, first_samples=6000, cached=False, run_opts=None, **hparams
+    texts,
+    lr=1e-2,
+    first_samples=6000,
+    cached=False,
+    run_opts=None,
+    checkpointer=None,
+    **hparams,
 ):
     """A QuartzNet-tiny ``CTCTransferBrain`` and a dataset of noise 'utterances'.
 
     One utterance per text, ``first_samples`` samples for the first and 800 more
-    for each next one (seeded noise: no files, fast). ``cached`` gives the items
+    for each next one (seeded noise: no files, fast), with an optional SpeechBrain
+    ``checkpointer``. ``cached`` gives the items
     Fbank features (``feats``) instead of waveforms (``sig``); ``hparams`` are
     added to (or replace) the Brain's minimal hyperparameters.
     """
@@ -123,6 +130,7 @@ def tiny_ctc_brain(
         opt_class=lambda params: torch.optim.AdamW(params, lr=lr),
         hparams=settings,
         run_opts={"device": "cpu", "noprogressbar": True, **(run_opts or {})},
+        checkpointer=checkpointer,
         tokenizer=tokenizer,
     )
     return brain, dataset

@@ -41,6 +41,7 @@ from xlt_plugin.freeze import (
 from xlt_plugin.resume import (
     RandomStates,
     RunClock,
+    save_or_explain,
     set_aside_broken_checkpoints,
 )
 from xlt_plugin.runs import BEST_KEY, append_metrics, metrics_path, trim_metrics
@@ -806,6 +807,10 @@ class CTCTransferBrain(sb.Brain):
             self.eval_tag = None
         return results
 
+    def _save_intra_epoch_ckpt(self):
+        """SpeechBrain's mid-epoch save; a full disk stops with what to free."""
+        save_or_explain(self.checkpointer, super()._save_intra_epoch_ckpt)
+
     def on_evaluate_start(self, max_key=None, min_key=None):
         """Load the best checkpoint, except for a zero-shot evaluation.
 
@@ -875,7 +880,9 @@ class CTCTransferBrain(sb.Brain):
             # resumed run trims (its epoch is past the last checkpoint).
             self._write_metrics(epoch, name, stats, seconds)
             if self.checkpointer is not None:
-                self.checkpointer.save_and_keep_only(
+                save_or_explain(
+                    self.checkpointer,
+                    self.checkpointer.save_and_keep_only,
                     meta={BEST_KEY: stats[BEST_KEY], "epoch": epoch},
                     min_keys=[BEST_KEY],
                     num_to_keep=self.settings.ckpt_keep,

@@ -431,7 +431,13 @@ def study(parser: argparse.ArgumentParser) -> Runner:
     parser.add_argument("--out", default="results/study", metavar="DIR")
     parser.add_argument("--jobs", type=int, default=2, help="runs side by side (2)")
     parser.add_argument("--threads", type=int, default=1, help="threads per run (1)")
-    parser.add_argument("--seeds", type=int, default=1, help="seeds (full profile)")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help="seeds per transfer (full, remap*, continual*; default: the profile's "
+        "own, 3 for the remap profiles, else 1)",
+    )
 
     def run(args: argparse.Namespace) -> int:
         from xlt_plugin.study.runner import run_study

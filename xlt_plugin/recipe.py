@@ -17,6 +17,7 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 
 from xlt_plugin.brain import CTCTransferBrain, TransferSettings
+from xlt_plugin.resume import CheckpointWriteError
 from xlt_plugin.runlock import RunLockedError, acquire_run_lock
 from xlt_plugin.runs import BEST_KEY, has_zero_shot
 
@@ -714,5 +715,5 @@ def main(argv: list[str] | None = None, extra_tests=None) -> None:
         if averaging:
             extra = {**(extra or {}), **averaging}
         export_model(brain, hparams, results, extra)
-    except RecipeError as err:
+    except (RecipeError, CheckpointWriteError) as err:
         sys.exit(str(err))

@@ -11,11 +11,13 @@ checkpoint folder left half-written by the kill is set aside (renamed
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import logging
 import os
 import random
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -279,3 +281,83 @@ def set_aside_broken_checkpoints(checkpointer) -> list[Path]:
             target.name,
         )
     return moved
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (full disk, read-only folder, quota)."""
+
+
+def save_or_explain(checkpointer, save, *args, **kwargs):
+    """Run ``save(*args, **kwargs)``; on a write error stop with what to free.
+
+    SpeechBrain writes a checkpoint's ``CKPT.yaml`` first and its files after,
+    so a save that fails half-way (``ENOSPC``, ``EROFS``, ``EACCES``, a quota)
+    leaves a folder that looks like a checkpoint. Its partial folder is removed
+    here (it holds nothing usable, and the space is what the user lacks), the
+    complete checkpoints before it are untouched (SpeechBrain deletes old ones
+    only after a successful save), and the run stops with a message naming the
+    folder, the error, the last good checkpoint and the space one needs.
+
+    Arguments
+    ---------
+    checkpointer : speechbrain.utils.checkpoints.Checkpointer
+        Whose ``checkpoints_dir`` the save writes into.
+    save : callable
+        The saving call, e.g. ``checkpointer.save_and_keep_only``.
+    *args, **kwargs
+        Passed to ``save``.
+
+    Returns
+    -------
+    What ``save`` returns.
+
+    Raises
+    ------
+    CheckpointWriteError
+        When ``save`` raised an ``OSError``.
+
+    Example
+    -------
+    >>> import errno, tempfile
+    >>> from speechbrain.utils.checkpoints import Checkpointer
+    >>> ckpt = Checkpointer(tempfile.mkdtemp(), {"w": torch.nn.Linear(2, 2)})
+    >>> _ = save_or_explain(ckpt, ckpt.save_checkpoint)
+    >>> def full_disk():
+    ...     (Path(ckpt.checkpoints_dir) / "CKPT+partial").mkdir()
+    ...     raise OSError(errno.ENOSPC, "No space left on device")
+    >>> try:
+    ...     save_or_explain(ckpt, full_disk)
+    ... except CheckpointWriteError as err:
+    ...     print(str(err).startswith("Could not write a checkpoint in"), err.errno)
+    True 28
+    >>> sorted(p.name.startswith("CKPT+") for p in Path(ckpt.checkpoints_dir).iterdir())
+    [True]
+    """
+    root = Path(checkpointer.checkpoints_dir)
+    before = set(root.glob("CKPT+*")) if root.is_dir() else set()
+    try:
+        return save(*args, **kwargs)
+    except OSError as err:
+        partial = sorted(set(root.glob("CKPT+*")) - before) if root.is_dir() else []
+        for folder in partial:
+            shutil.rmtree(folder, ignore_errors=True)
+        complete = sorted(before, key=lambda p: p.stat().st_mtime)
+        if complete:
+            last = complete[-1]
+            size = sum(f.stat().st_size for f in last.rglob("*") if f.is_file())
+            kept = (
+                f"the last complete checkpoint, {last.name}, is intact; one "
+                f"checkpoint here takes about {size / 2**20:.1f} MB"
+            )
+        else:
+            kept = "no complete checkpoint was written before this one"
+        code = errno.errorcode.get(err.errno, "error") if err.errno else "error"
+        error = CheckpointWriteError(
+            f"Could not write a checkpoint in {root}: {err.strerror or err} "
+            f"({code}). The incomplete checkpoint was removed and {kept}. Free "
+            f"space on that disk (`df -h {root}`) or make the folder writable "
+            "(or choose another --output_folder), then rerun the same command: "
+            "training resumes from the last complete checkpoint."
+        )
+        error.errno = err.errno
+        raise error from err

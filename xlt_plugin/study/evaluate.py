@@ -2,7 +2,8 @@
 
 The report (:mod:`xlt_plugin.study.report`) reads numbers; this module makes
 the only ones it cannot read from a run folder: the source-language scores of a
-fine-tuned encoder under its base's head (:func:`forgetting`).
+fine-tuned encoder under its base's head (:func:`forgetting`), and of a whole
+model adapted within the source's alphabet (:func:`source_scores`).
 """
 
 from __future__ import annotations
@@ -78,3 +79,30 @@ def forgetting(base_dir: Path, xfer_dir: Path) -> dict:
     model.encoder.load_state_dict(tuned.encoder.state_dict())
     after = evaluate_manifest(model, test_csv)
     return {"before": before, "after": after}
+
+
+def source_scores(base_dir: Path, run_dir: Path | None = None) -> dict:
+    """Greedy CER/WER of a run's whole model on its base's own test manifest.
+
+    For adaptation within the source's alphabet (accents, domains), where the
+    adapted model keeps the base's head rows: its English after adapting, with
+    whatever it carries (adapters, averaged weights). The recipes score only
+    their own test sets, so this runs the exported model (``model/``) here.
+
+    Arguments
+    ---------
+    base_dir : Path
+        Output folder of the base run (its ``save/test.csv`` is the test set).
+    run_dir : Path, optional
+        Output folder of the adapted run; None scores the base itself.
+
+    Returns
+    -------
+    dict
+        ``{"CER": float, "WER": float, "utterances": int}``.
+    """
+    from xlt_plugin.pretrained import load_pretrained
+
+    test_csv = Path(base_dir) / "save" / "test.csv"
+    model = load_pretrained(model_dir(run_dir or base_dir))
+    return evaluate_manifest(model, test_csv)

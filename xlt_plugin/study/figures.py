@@ -1,7 +1,9 @@
-"""The study's figures: dev CER curves, drawn with matplotlib (Agg, no display).
+"""The study's figures, drawn with matplotlib (Agg, no display): dev CER curves,
+and method trade-offs (Pareto figures).
 
-Each function takes validation curves (:func:`xlt_plugin.runs.valid_curve`) and
-writes one PNG; the report (:mod:`xlt_plugin.study.report`) links them.
+Each function takes validation curves (:func:`xlt_plugin.runs.valid_curve`) or
+per-method points and writes one PNG; the report
+(:mod:`xlt_plugin.study.report`) links them.
 """
 
 from __future__ import annotations
@@ -79,4 +81,60 @@ def dev_cer_figure(curves: Iterable[Curve], path: Path) -> Path:
         _plot(ax, curve, "epoch", label)
     _axes(ax, "epoch")
     ax.legend(fontsize=8)
+    return _save(plt, fig, path)
+
+
+#: A legend label, and (mean, standard deviation) of the x and y values.
+Point = tuple[str, tuple[float, float], tuple[float, float]]
+
+
+def pareto_figure(
+    points: Iterable[Point], title: str, path: Path, xlabel: str, ylabel: str
+) -> Path:
+    """One point per method with seed error bars (e.g. English vs target WER).
+
+    Lower is better on both axes: the points no other point beats on both are
+    joined by a dashed line (the Pareto front of the seed means).
+
+    Arguments
+    ---------
+    points : iterable of (str, (float, float), (float, float))
+        Legend label, (mean, sd) on x and (mean, sd) on y of each method.
+    title : str
+        The figure's title.
+    path : Path
+        The PNG to write.
+    xlabel, ylabel : str
+        Axis labels, with units.
+
+    Returns
+    -------
+    Path
+    """
+    plt = _pyplot()
+    points = list(points)
+    fig, ax = plt.subplots(figsize=(7, 5))
+    markers = "osD^v<>pPX*h"
+    for i, (label, (x, xsd), (y, ysd)) in enumerate(points):
+        ax.errorbar(x, y, xerr=xsd, yerr=ysd, fmt=markers[i % len(markers)],
+                    capsize=3, label=label)  # fmt: skip
+    front = sorted(
+        {
+            (x, y)
+            for _, (x, _), (y, _) in points
+            if not any(
+                (x2 <= x and y2 <= y) and (x2, y2) != (x, y)
+                for _, (x2, _), (y2, _) in points
+            )
+        }
+    )
+    if len(front) > 1:
+        xs, ys = zip(*front, strict=True)
+        ax.plot(xs, ys, linestyle="--", color="grey", linewidth=1,
+                label="Pareto front (means)")  # fmt: skip
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
     return _save(plt, fig, path)

@@ -1,0 +1,303 @@
+"""The report's sections of the plugin's own claims, on synthetic run folders.
+
+No training: each run folder gets a hand-written ``metrics.jsonl`` (and what else
+the section reads), and the English test scores of the continual section come from
+a stand-in for the evaluation.
+"""
+
+import json
+
+import pytest
+
+from xlt_plugin.runs import append_metrics, metrics_path
+from xlt_plugin.study import report
+from xlt_plugin.study.report import Difference, compare_seeds, write_report
+
+
+def _run(name, task, variant, *, data, language="es", size=None, seed=1, base=None,
+         overrides=None):  # fmt: skip
+    return {
+        "name": name,
+        "recipe": "CommonVoice",
+        "hparams": "es_xfer.yaml",
+        "data": data,
+        "task": task,
+        "variant": variant,
+        "base": base,
+        "overrides": {"seed": seed, **(overrides or {})},
+        "language": language,
+        "size": size,
+        "seed": seed,
+    }
+
+
+def _metrics(folder, tests, zero=None, dev1=50.0, seconds=10.0, trainable=(1000,)):
+    """Two epochs (train + valid lines), zero-shot and final test lines.
+
+    ``tests``: test set -> (CER, WER); ``zero`` the same for the zero-shot lines;
+    ``trainable``: trainable parameters per epoch (the last one repeats).
+    """
+    path = metrics_path(folder)
+    for name, (cer, wer) in (zero or {}).items():
+        append_metrics(path, {"epoch": 0, "stage": "test", "CER": cer, "WER": wer,
+                              "test_set": name, "zero_shot": True})  # fmt: skip
+    for epoch in (1, 2):
+        params = trainable[min(epoch, len(trainable)) - 1]
+        append_metrics(path, {"epoch": epoch, "stage": "train", "loss": 1.0,
+                              "CER": None, "WER": None, "seconds": seconds,
+                              "elapsed": seconds * epoch,
+                              "trainable_params": params})  # fmt: skip
+        cer = dev1 if epoch == 1 else dev1 / 2
+        append_metrics(path, {"epoch": epoch, "stage": "valid", "CER": cer,
+                              "WER": 2 * cer})  # fmt: skip
+    for name, (cer, wer) in tests.items():
+        append_metrics(path, {"epoch": 2, "stage": "test", "CER": cer, "WER": wer,
+                              "test_set": name, "zero_shot": False})  # fmt: skip
+
+
+def _study(folder, profile, runs, corpora=None):
+    manifest = {
+        "profile": profile,
+        "description": f"{profile} (synthetic run folders)",
+        "corpora": corpora or {},
+        "runs": runs,
+        "forgetting": [],
+    }
+    (folder / "study.json").write_text(json.dumps(manifest), encoding="utf-8")
+
+
+def _rows(text, first_cell):
+    """Table rows (lists of cells) whose first cell is ``first_cell``."""
+    rows = []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == first_cell:
+            rows.append(cells)
+    return rows
+
+
+# ------------------------------------------------------ the standard of evidence
+def test_compare_seeds():
+    lower = compare_seeds([19.0, 19.3, 18.7], [20.0, 20.5, 19.5])
+    assert lower.sign == -1 and lower.diff == pytest.approx(-1.0)
+    assert lower.se == pytest.approx((0.09 / 3 + 0.25 / 3) ** 0.5)
+    # Exactly at two standard errors does not count: "exceeds".
+    assert compare_seeds([2.0, 4.0], [1.0, 1.0]).sign == 0  # diff 2, SE 1
+    assert compare_seeds([None, 3.0, 3.0], [1.0, 1.0]).sign == 1
+    assert compare_seeds([], [1.0, 2.0]) == Difference(None, None, 0)
+    assert compare_seeds([1.0, 1.0], [1.0, 1.0]).sign == 0
+
+
+# ---------------------------------------------------------------- remap remedies
+REMAP = {  # variant -> (test CER, zero-shot CER, dev CER after epoch 1) per seed
+    "xfer_none": ([20.0, 20.5, 19.5], 98.0, [60.0, 61.0, 59.0]),
+    "xfer": ([22.0, 22.4, 21.6], 50.0, [40.0, 41.0, 39.0]),
+    "calibrate": ([19.0, 19.3, 18.7], 55.0, [45.0, 44.0, 46.0]),
+}
+OVERRIDES = {
+    "xfer_none": {"remap_strategy": "none"},
+    "xfer": {},
+    "calibrate": {"head_calibration": "rescale"},
+}
+
+
+@pytest.fixture
+def remap_study(tmp_path):
+    runs = []
+    for variant, (tests, zero, dev1) in REMAP.items():
+        for seed in (1, 2, 3):
+            name = f"remap_es_10min_{variant}_s{seed}"
+            runs.append(
+                _run(name, "remap", variant, data="es_10min", size="10min",
+                     seed=seed, base="base_en",
+                     overrides={"number_of_epochs": 25, **OVERRIDES[variant]})
+            )  # fmt: skip
+            cer = tests[seed - 1]
+            _metrics(tmp_path / "runs" / name, {"test": (cer, 3 * cer)},
+                     zero={"test": (zero, 99.0)}, dev1=dev1[seed - 1])  # fmt: skip
+    _study(tmp_path, "remap", runs)
+    return tmp_path
+
+
+def test_remap_section_table_verdicts_and_winner(remap_study):
+    text = write_report(remap_study).read_text(encoding="utf-8")
+    assert "## Remap remedies" in text
+    # The profile has none of the paper's sections, and its claims are the
+    # plugin's own.
+    assert "## 1. Languages" not in text and "The paper's claims" not in text
+    assert "## The plugin's own claims, here" in text
+    rows = {row[2]: row for row in _rows(text, "es")}
+    none = rows["xfer_none (head re-initialised, remap_strategy: none)"]
+    assert none[1].startswith("10min")
+    assert none[3:7] == ["20.0 ± 0.5", "98.0 ± 0.0", "60.0 ± 1.0", "3"]
+    calibrate = rows["calibrate (head_calibration: rescale)"]
+    assert calibrate[3] == "19.0 ± 0.3" and calibrate[5] == "45.0 ± 1.0"
+    # calibrate: lower by 1.0 with SE 0.34; the plain remap higher by 2.0.
+    assert "lower by more than 2 SE: calibrate (-1.0 (SE 0.3))" in text
+    assert "higher by more than 2 SE: xfer (+2.0 (SE 0.4))" in text
+    assert "lowest mean test CER calibrate (19.0)" in text
+    overall = {r[0]: r for r in _rows(text, "calibrate (head_calibration: rescale)")}
+    assert overall["calibrate (head_calibration: rescale)"][1:7] == [
+        "1", "0", "0", "-1.00", "1/1", "1/1",
+    ]  # fmt: skip
+    assert "**Overall**: calibrate (head_calibration: rescale) wins" in text
+    assert (
+        "- **Does not hold here**: es, 10min: xfer (head remapped, the recipe as it "
+        "is) ends below the re-initialised head's test CER. Difference +2.0"
+    ) in text
+    assert "- **Holds here**: es, 10min: calibrate" in text
+
+
+def test_remap_without_a_winner_names_the_best_measured(remap_study):
+    # Make calibrate lose its first-epoch lead: no start meets the bar.
+    for seed in (1, 2, 3):
+        path = metrics_path(remap_study / "runs" / f"remap_es_10min_calibrate_s{seed}")
+        lines = [json.loads(line) for line in path.read_text().splitlines()]
+        for line in lines:
+            if line["stage"] == "valid" and line["epoch"] == 1:
+                line["CER"] = 70.0 + seed
+        path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    text = write_report(remap_study).read_text(encoding="utf-8")
+    assert "**Overall**: no start keeps the test CER" in text
+    assert "the best measured is calibrate (head_calibration: rescale)" in text
+
+
+def test_one_seed_is_not_measurable(tmp_path):
+    runs = []
+    for variant, (tests, zero, dev1) in REMAP.items():
+        name = f"remap_es_all_{variant}_s1"
+        runs.append(
+            _run(name, "remap", variant, data="es", size="all", base="base_en",
+                 overrides=OVERRIDES[variant])
+        )  # fmt: skip
+        _metrics(tmp_path / "runs" / name, {"test": (tests[0], 50.0)},
+                 zero={"test": (zero, 99.0)}, dev1=dev1[0])  # fmt: skip
+    _study(tmp_path, "remap", runs)
+    text = write_report(tmp_path).read_text(encoding="utf-8")
+    assert "- **Not measurable here**: es, all: xfer" in text
+    assert "Difference +2.0 (one seed)" in text
+
+
+# ------------------------------------------------------------- continual learning
+TASK = {  # variant -> (target WER per seed, English WER per seed)
+    "full": ([10.0, 12.0], [40.0, 42.0]),
+    "frozen_bn": ([30.0, 32.0], [25.0, 26.0]),
+    "replay25": ([12.0, 13.0], [20.5, 20.9]),
+    "average": ([14.0, 15.0], [24.0, 25.0]),
+    "adapters": ([20.0, 22.0], [21.0, 21.4]),
+    "scratch": ([60.0, 62.0], [90.0, 92.0]),
+}
+BASE_ENGLISH = 20.0
+BASE_TARGET = 50.0
+
+
+@pytest.fixture
+def continual_study(tmp_path, monkeypatch):
+    runs = [_run("base_en", "base", "tiny", data="en", language="en")]
+    _metrics(tmp_path / "runs" / "base_en", {"test": (8.0, BASE_ENGLISH)})
+    (tmp_path / "runs" / "base_en" / "save").mkdir()
+    (tmp_path / "runs" / "base_en" / "save" / "test.csv").write_text("ID,wav,wrd\n")
+    english = {"base_en": BASE_ENGLISH}
+    for variant, (target, source) in TASK.items():
+        for seed in (1, 2):
+            name = f"continual_medical_{variant}_s{seed}"
+            over = {"replay_ratio": 0.25} if variant == "replay25" else {}
+            runs.append(
+                _run(name, "continual", variant, data="en_medical", language="en",
+                     seed=seed, base=None if variant == "scratch" else "base_en",
+                     overrides=over)
+            )  # fmt: skip
+            folder = tmp_path / "runs" / name
+            wer = target[seed - 1]
+            tests = {"medical": (wer / 4, wer)}
+            metadata = {}
+            if variant == "average":  # the fine-tuned model's tests too
+                tests = {"medical": (1.0, 10.0), "medical_averaged": (wer / 4, wer)}
+                metadata = {"averaging": {"alpha": 0.4 + 0.2 * seed}}
+            zero = {"medical": (12.5, BASE_TARGET)} if variant != "scratch" else None
+            trainable = (500, 1000) if variant == "frozen_bn" else (1000,)
+            _metrics(folder, tests, zero=zero, seconds=10.0 + seed,
+                     trainable=trainable)  # fmt: skip
+            (folder / "model").mkdir()
+            (folder / "model" / "config.json").write_text(
+                json.dumps({"metadata": metadata})
+            )
+            english[name] = source[seed - 1]
+    (tmp_path / "runs" / "base_en" / "model").mkdir()
+    (tmp_path / "runs" / "base_en" / "model" / "config.json").write_text("{}")
+    corpus = {"locale": "en", "domain": "medical", "folder": str(tmp_path / "none")}
+    _study(tmp_path, "continual", runs, corpora={"en_medical": corpus})
+    calls = []
+
+    def fake_scores(base_dir, run_dir=None):
+        calls.append(run_dir)
+        wer = english[(run_dir or base_dir).name]
+        return {"CER": wer / 4, "WER": wer, "utterances": 10}
+
+    monkeypatch.setattr(report, "source_scores", fake_scores)
+    return tmp_path, calls
+
+
+def test_continual_section_table(continual_study):
+    folder, calls = continual_study
+    text = write_report(folder).read_text(encoding="utf-8")
+    assert "## Continuous learning" in text and "### en_medical (medical)" in text
+    assert "## Remap remedies" not in text and "## 1. Languages" not in text
+    base = _rows(text, "base as is (zero-shot)")[0]
+    assert base[1:5] == ["50.0 ± 0.0", "12.5 ± 0.0", "20.0", "5.0"]
+    full = _rows(text, "full fine-tuning")[0]
+    # target WER, CER, English WER, CER, English vs base, share of the gain,
+    # trainable parameters, s/epoch, seeds
+    assert full[1:] == [
+        "11.0 ± 1.4", "2.8 ± 0.4", "41.0 ± 1.4", "10.2 ± 0.4", "105.0", "100",
+        "1000", "11.5 ± 0.7", "2",
+    ]  # fmt: skip
+    replay = _rows(text, "rehearsal, 25% of each batch English")[0]
+    assert replay[1] == "12.5 ± 0.7" and replay[5] == "3.5"
+    assert replay[6] == "96"  # (50 - 12.5) / (50 - 11)
+    frozen = _rows(text, "frozen encoder, BatchNorm trainable")[0]
+    assert frozen[7] == "500 -> 1000"
+    # An averaging run: the averaged model's test sets, the alpha it chose.
+    average = _rows(text, "weight averaging with the base (alpha 0.6, 0.8)")[0]
+    assert average[1] == "14.5 ± 0.7"
+    scratch = _rows(text, "from scratch (no base)")[0]
+    assert scratch[6] == "n/a"  # no share of a gain it does not start from
+    assert (
+        "English within 5 % relative of the base (WER 20.0) and at least 90 % of "
+        "full fine-tuning's target gain (WER 50.0 -> 11.0), on seed means: "
+        "replay25 (3.5 % English WER, 96 % of the gain)."
+    ) in text
+    assert "- **Holds here**: en_medical: rehearsal, 25% of each batch English" in text
+    figure = folder / "figures" / "continual_en_medical.png"
+    assert figure.stat().st_size > 5000
+    assert "(figures/continual_en_medical.png)" in text
+    # Each model was scored once on the English test set, and a rerun of the
+    # report reads them from the cache.
+    assert len(calls) == 1 + len(TASK) * 2
+    write_report(folder)
+    assert len(calls) == 1 + len(TASK) * 2
+    assert json.loads((folder / "source_scores.json").read_text())["base_en"]["WER"]
+
+
+def test_goal_line_without_a_method_meeting_it():
+    numbers = {  # method -> (English WER vs base in % rel., share of the gain in %)
+        "full": (105.0, 100.0),
+        "replay25": (30.0, 96.0),
+        "adapters": (6.0, 74.0),
+    }
+    line = report._goal_line(numbers, 20.0, 50.0, 11.0)
+    assert "on seed means: none. The methods: replay25 (30.0 % English WER" in line
+    assert "adapters (6.0 % English WER, 74 % of the gain)" in line
+    assert "full (" not in line  # the reference itself is no candidate
+    assert report._goal_line(numbers, None, 50.0, 11.0).startswith("Not measured")
+
+
+def test_paper_profiles_keep_their_sections(tmp_path):
+    name = "language_es_xfer_s1"
+    run = _run(name, "language", "xfer", data="es", base="base_small")
+    _metrics(tmp_path / "runs" / name, {"test": (10.0, 40.0)})
+    _study(tmp_path, "demo", [run])
+    text = write_report(tmp_path).read_text(encoding="utf-8")
+    assert "## The paper's claims, here" in text and "## 1. Languages" in text
+    assert "## 7. Forgetting" in text
+    assert "plugin's own claims" not in text and "Remap remedies" not in text
