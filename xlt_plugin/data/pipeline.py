@@ -116,7 +116,13 @@ class FeatureCache:
     Decoding MP3 and computing filterbanks every epoch dominates the time of small
     models on a CPU; with per-utterance normalisation the features of a clip never
     change, so they are computed once. The cache folder is keyed by the feature
-    settings, so runs with other settings never read stale features.
+    settings, and each entry by the clip itself (its resolved path, size and
+    modification time, not the utterance id: corpora reuse ids, and a clip may be
+    replaced), so runs never read another clip's or another setting's features.
+
+    An entry that cannot be read (truncated by a full disk, damaged) or that was
+    made for other settings or another clip is recomputed, with a warning naming
+    it; ``recomputed`` counts them.
 
     Arguments
     ---------
@@ -128,30 +134,82 @@ class FeatureCache:
         The feature settings (they name the sub-folder).
     sample_rate : int
         Rate the clips are resampled to.
+
+    Example
+    -------
+    >>> import tempfile, soundfile
+    >>> from speechbrain.lobes.features import Fbank
+    >>> root = Path(tempfile.mkdtemp())
+    >>> soundfile.write(root / "a.wav", np.zeros(8000), 16000)
+    >>> cache = FeatureCache(root / "cache", Fbank(n_mels=20), {"n_mels": 20})
+    >>> cache("a", str(root / "a.wav")).shape
+    torch.Size([51, 20])
+    >>> entry = next(cache.folder.glob("*.pt"))
+    >>> _ = entry.write_bytes(entry.read_bytes()[:100])  # truncated
+    >>> cache("a", str(root / "a.wav")).shape, cache.recomputed
+    (torch.Size([51, 20]), 1)
     """
 
     def __init__(self, folder, compute_features, settings: dict, sample_rate=16000):
         import hashlib
         import json
 
-        key = json.dumps(settings, sort_keys=True).encode()
-        self.folder = Path(folder) / hashlib.sha256(key).hexdigest()[:12]
+        self.key = json.dumps(settings, sort_keys=True)
+        digest = hashlib.sha256(self.key.encode()).hexdigest()[:12]
+        self.folder = Path(folder) / digest
         self.folder.mkdir(parents=True, exist_ok=True)
         self.compute_features = compute_features
         self.sample_rate = sample_rate
+        self.recomputed = 0
+
+    @staticmethod
+    def clip_identity(wav: str) -> str:
+        """``path|size|mtime_ns`` of a clip: changes when the clip does."""
+        path = Path(wav).resolve()
+        stat = path.stat()
+        return f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+
+    def _read(self, path: Path, clip: str) -> torch.Tensor | None:
+        """The cached features, or None (after a warning) when unusable."""
+        try:
+            entry = torch.load(path, weights_only=True)
+            problem = None
+            if not isinstance(entry, dict) or "feats" not in entry:
+                problem = "not a feature-cache entry"
+            elif entry.get("settings") != self.key:
+                problem = f"made for other feature settings ({entry.get('settings')})"
+            elif entry.get("clip") != clip:
+                problem = f"made for another clip ({entry.get('clip')})"
+        except Exception as err:  # truncated or damaged: torch raises many types
+            problem = f"unreadable ({type(err).__name__}: {err})"
+        if problem is None:
+            return entry["feats"].float()
+        self.recomputed += 1
+        logger.warning(
+            "Feature cache entry %s is %s: recomputing it (%d so far in this process).",
+            path,
+            problem,
+            self.recomputed,
+        )
+        return None
 
     def __call__(self, utt_id: str, wav: str) -> torch.Tensor:
         """Features ``[frames, n_mels]`` (float32) of one clip."""
+        import hashlib
         import os
 
-        path = self.folder / f"{utt_id}.pt"
+        clip = self.clip_identity(wav)
+        name = hashlib.sha256(clip.encode()).hexdigest()[:20]
+        path = self.folder / f"{name}.pt"
         if path.exists():
-            return torch.load(path, weights_only=True).float()
+            feats = self._read(path, clip)
+            if feats is not None:
+                return feats
         with torch.no_grad():
             sig = load_audio(wav, self.sample_rate).unsqueeze(0)
             feats = self.compute_features(sig)[0].half()
         tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save(feats, tmp)
+        torch.save({"feats": feats, "settings": self.key, "clip": clip}, tmp)
         os.replace(tmp, path)  # atomic: a killed run never leaves half a file
         return feats.float()
 
