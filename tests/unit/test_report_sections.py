@@ -301,3 +301,40 @@ def test_paper_profiles_keep_their_sections(tmp_path):
     assert "## The paper's claims, here" in text and "## 1. Languages" in text
     assert "## 7. Forgetting" in text
     assert "plugin's own claims" not in text and "Remap remedies" not in text
+
+
+# ------------------------------------------------------------------- the bases
+def _bases_study(folder, cers):
+    """A bases study: preset -> test CER per seed."""
+    runs = []
+    for preset, values in cers.items():
+        for seed, cer in enumerate(values, start=1):
+            name = f"bases_{preset}_s{seed}"
+            run = _run(name, "bases", preset, data="en", language="en", size=preset,
+                       seed=seed)  # fmt: skip
+            runs.append(run)
+            _metrics(folder / "runs" / name, {"test": (cer, 2 * cer)})
+    _study(folder, "bases", runs)
+    return write_report(folder).read_text(encoding="utf-8")
+
+
+def test_bases_section_holds_when_every_larger_base_is_better(tmp_path):
+    text = _bases_study(
+        tmp_path,
+        {"quartznet_tiny": [53.0, 54.0], "quartznet_mini": [45.0, 46.0],
+         "quartznet_small": [38.0, 38.6]},
+    )  # fmt: skip
+    assert "## English bases by size" in text
+    assert len(_rows(text, "`quartznet_mini`")) == 1
+    assert "- `quartznet_small` vs `quartznet_mini`: CER lower by 7.2" in text
+    assert "- **Holds here**: English test CER strictly decreases" in text
+
+
+def test_bases_section_does_not_hold_within_seed_noise(tmp_path):
+    text = _bases_study(
+        tmp_path,
+        {"quartznet_tiny": [53.0, 54.0], "quartznet_mini": [50.0, 56.0],
+         "quartznet_small": [60.0, 61.0]},
+    )  # fmt: skip
+    assert "not beyond 2 SE" in text
+    assert "- **Does not hold here**: English test CER strictly decreases" in text

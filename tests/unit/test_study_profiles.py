@@ -28,7 +28,7 @@ from xlt_plugin.study.runner import (
     estimate,
 )
 
-OWN = ("remap_screen", "remap", "continual", "remap_tiny", "continual_tiny")
+OWN = ("bases", "remap_screen", "remap", "continual", "remap_tiny", "continual_tiny")
 METHODS = ["full", "frozen_bn", "staged", "replay25", "replay50", "average", "adapters"]
 
 

@@ -739,6 +739,65 @@ def _remap_label(study: Study, run: dict) -> str:
     return f"{run['variant']} ({what})" if what else run["variant"]
 
 
+def _bases_section(study: Study, verdicts: list) -> list[str]:
+    """Issue 12: English test CER of bases of growing size, over seeds.
+
+    The claim holds only where each larger base beats the next smaller one by
+    more than twice the standard error of the seed means (:func:`compare_seeds`).
+    """
+    lines = ["## English bases by size", ""]
+    runs = study.select(task="bases")
+    if not runs:
+        return lines + ["No base runs finished.", ""]
+    sizes = list(dict.fromkeys(r["size"] for r in study.manifest["runs"]
+                               if r["task"] == "bases"))  # fmt: skip
+    cer, rows = {}, []
+    for size in sizes:
+        group = [r for r in runs if r["size"] == size]
+        if not group:
+            continue
+        cer[size] = [study.final(r) for r in group]
+        wer = [study.final(r, "WER") for r in group]
+        seconds = [seconds_per_epoch(study.records[r["name"]]) for r in group]
+        rows.append([
+            f"`{size}`",
+            _fmt(parameter_count(study.path(group[0]["name"])) or 0, 0),
+            _mean_std([v for v in cer[size] if v is not None]),
+            _mean_std([v for v in wer if v is not None]),
+            _mean_std([v for v in seconds if v is not None]),
+            str(len([v for v in cer[size] if v is not None])),
+        ])  # fmt: skip
+    lines += _table(
+        ["encoder", "parameters", "test CER", "test WER", "s/epoch", "seeds"], rows
+    )
+    measured = [s for s in sizes if s in cer]
+    pairs = list(zip(measured, measured[1:], strict=False))
+    holds = []
+    for smaller, larger in pairs:
+        diff = compare_seeds(cer[smaller], cer[larger])  # > 0: larger is better
+        holds.append(diff.sign == 1)
+        se = "n/a" if diff.se is None else f"{diff.se:.2f}"
+        diff_text = "n/a" if diff.diff is None else f"{diff.diff:.1f}"
+        lines.append(
+            f"- `{larger}` vs `{smaller}`: CER lower by {diff_text} (SE {se}): "
+            + ("beyond 2 SE" if diff.sign == 1 else "not beyond 2 SE")
+        )
+    lines.append("")
+    text = (
+        "English test CER strictly decreases with base size ("
+        + ", ".join(
+            f"{s} {_mean_std([v for v in cer[s] if v is not None])}" for s in measured
+        )
+        + ")"
+    )
+    if len(pairs) == 0:
+        verdicts.append(f"- **Not measured**: {text}.")
+    else:
+        verdicts.append(f"- **{'Holds' if all(holds) else 'Does not hold'} here**: "
+                        f"{text}.")  # fmt: skip
+    return lines
+
+
 def _remap_section(study: Study, verdicts: list) -> list[str]:
     """Issue 13: language x size x variant, seeds, verdicts, the overall winner."""
     lines = ["## Remap remedies", ""]
@@ -1244,7 +1303,7 @@ def write_report(study_dir: str | Path) -> Path:
     figures = study.folder / "figures"
     figures.mkdir(exist_ok=True)
     tasks = {run["task"] for run in study.manifest["runs"]}
-    own = [task for task in ("remap", "continual") if task in tasks]
+    own = [task for task in ("bases", "remap", "continual") if task in tasks]
     # A profile of only the plugin's own measurements has none of the paper's
     # sections (they would all read "no runs"); every other profile has them all.
     paper = not own or bool(tasks & PAPER_TASKS)
@@ -1259,6 +1318,8 @@ def write_report(study_dir: str | Path) -> Path:
         body += _freezing_section(study)
         body += _forgetting_section(study)
     plugin_verdicts: list[str] = []
+    if "bases" in own:
+        body += _bases_section(study, plugin_verdicts)
     if "remap" in own:
         body += _remap_section(study, plugin_verdicts)
     if "continual" in own:
