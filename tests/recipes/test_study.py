@@ -8,7 +8,8 @@ import pytest
 
 from xlt_plugin.runs import final_tests, is_finished, read_metrics
 from xlt_plugin.study import runner as study_mod
-from xlt_plugin.study.report import convergence_ratio, corpus_sizes
+from xlt_plugin.study.reader import convergence_ratio, corpus_sizes
+from xlt_plugin.study.spec import Corpus, Profile, Run
 
 
 @pytest.fixture(scope="module")
@@ -109,26 +110,24 @@ def test_changed_definitions_are_reported_not_reused(tmp_path):
     data = tmp_path / "data" / "es"
     data.mkdir(parents=True)
     (data / "validated.tsv").write_text("made earlier\n")
-    study_mod.write_definition(
-        data, dataclasses.asdict(study_mod.Corpus("es", "es", 300))
-    )
-    profile = study_mod.Profile("t", [study_mod.Corpus("es", "es", 500)], [])
+    study_mod.write_definition(data, dataclasses.asdict(Corpus("es", "es", 300)))
+    profile = Profile("t", [Corpus("es", "es", 500)], [])
     with pytest.raises(ValueError, match="utterances: 300 -> 500"):
         study_mod.make_corpora(profile, tmp_path / "data")
     # A run folder made with another lr: neither reused nor overwritten, and the
     # run that starts from it is skipped.
-    base = study_mod.Run(
+    base = Run(
         "base", "EnglishBase", "quartznet_small.yaml", "es", "base", "small",
         overrides={"lr": 0.002},
     )  # fmt: skip
     runs_dir = tmp_path / "runs"
     (runs_dir / "base").mkdir(parents=True)
     study_mod.write_definition(runs_dir / "base", dataclasses.asdict(base))
-    child = study_mod.Run(
+    child = Run(
         "child", "CommonVoice", "es_xfer.yaml", "es", "language", "xfer", base="base"
     )
     changed = dataclasses.replace(base, overrides={"lr": 0.005})
-    profile = study_mod.Profile("t", [], [changed, child])
+    profile = Profile("t", [], [changed, child])
     status = study_mod.execute(profile, {"es": data}, runs_dir, progress=False)
     assert "lr" in status["base"] and "0.002" in status["base"]
     assert "delete it" in status["base"]

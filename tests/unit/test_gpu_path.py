@@ -22,7 +22,7 @@ from xlt_plugin.lobes.nemo_features import NeMoFeaturizer
 from xlt_plugin.lobes.quartznet import QuartzNet
 from xlt_plugin.recipe import RecipeError, check_device, load_recipe
 from xlt_plugin.resources import recipes_folder
-from xlt_plugin.study.runner import PROFILES, gpu_profile
+from xlt_plugin.study.profiles import PROFILES, gpu_profile
 from xlt_plugin.synth.corpus import split_sizes
 from xlt_plugin.tokens import build_char_encoder
 

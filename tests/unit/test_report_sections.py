@@ -10,8 +10,9 @@ import json
 import pytest
 
 from xlt_plugin.runs import append_metrics, metrics_path
-from xlt_plugin.study import report
-from xlt_plugin.study.report import Difference, compare_seeds, write_report
+from xlt_plugin.study import own_sections
+from xlt_plugin.study.evidence import Difference, compare_seeds
+from xlt_plugin.study.report import write_report
 
 
 def _run(name, task, variant, *, data, language="es", size=None, seed=1, base=None,
@@ -234,7 +235,7 @@ def continual_study(tmp_path, monkeypatch):
         wer = english[(run_dir or base_dir).name]
         return {"CER": wer / 4, "WER": wer, "utterances": 10}
 
-    monkeypatch.setattr(report, "source_scores", fake_scores)
+    monkeypatch.setattr(own_sections, "source_scores", fake_scores)
     return tmp_path, calls
 
 
@@ -285,11 +286,11 @@ def test_goal_line_without_a_method_meeting_it():
         "replay25": (30.0, 96.0),
         "adapters": (6.0, 74.0),
     }
-    line = report._goal_line(numbers, 20.0, 50.0, 11.0)
+    line = own_sections._goal_line(numbers, 20.0, 50.0, 11.0)
     assert "on seed means: none. The methods: replay25 (30.0 % English WER" in line
     assert "adapters (6.0 % English WER, 74 % of the gain)" in line
     assert "full (" not in line  # the reference itself is no candidate
-    assert report._goal_line(numbers, None, 50.0, 11.0).startswith("Not measured")
+    assert own_sections._goal_line(numbers, None, 50.0, 11.0).startswith("Not measured")
 
 
 def test_paper_profiles_keep_their_sections(tmp_path):

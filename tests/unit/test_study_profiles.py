@@ -14,19 +14,17 @@ import yaml
 from xlt_plugin.freeze import StagedUnfreezing
 from xlt_plugin.lobes.quartznet import QuartzNet
 from xlt_plugin.resources import recipes_folder
-from xlt_plugin.study import runner
-from xlt_plugin.study.runner import (
+from xlt_plugin.study.estimates import describe, estimate, run_seconds
+from xlt_plugin.study.own_profiles import (
     CLIP_SECONDS,
     EN_BASE,
-    PROFILES,
     REMAP_CHOSEN,
     REMAP_REMEDIES,
-    SEEDED,
     XLT_BASE_PRESET,
-    command,
-    corpus_ref,
-    estimate,
 )
+from xlt_plugin.study.profiles import PROFILES, SEEDED
+from xlt_plugin.study.runner import command
+from xlt_plugin.study.spec import corpus_ref
 
 OWN = ("bases", "remap_screen", "remap", "continual", "remap_tiny", "continual_tiny")
 METHODS = ["full", "frozen_bn", "staged", "replay25", "replay50", "average", "adapters"]
@@ -202,13 +200,13 @@ def test_estimates_and_run_counts():
     assert screen["hours"] < 1.5  # the screening's budget on 2 cores
     assert estimate(PROFILES["remap"]())["hours"] < 5
     assert estimate(PROFILES["continual"](seeds=3))["hours"] < 5
-    line = runner.describe(PROFILES["continual"]())
+    line = describe(PROFILES["continual"]())
     assert line.startswith("Profile continual: 25 runs (1 bases)")
-    assert "no CPU estimate" in runner.describe(PROFILES["gpu"]())
+    assert "no CPU estimate" in describe(PROFILES["gpu"]())
     # A rehearsal run costs more: its epochs carry the replayed clips too.
     profile = PROFILES["continual"]()
     seconds = {
-        r.variant: runner.run_seconds(r, profile)
+        r.variant: run_seconds(r, profile)
         for r in profile.runs
         if r.data == "en_medical"
     }

@@ -1,0 +1,203 @@
+"""A study folder read back, and the numbers its run folders give.
+
+:class:`Study` opens ``study.json`` and every run's ``metrics.jsonl``; the
+functions here derive what the report's sections share (parameters, seconds per
+epoch, convergence, corpus minutes). Run files are read through
+:mod:`xlt_plugin.runs`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from pathlib import Path
+
+import torch
+
+from xlt_plugin.runs import (
+    final_tests,
+    model_dir,
+    read_metrics,
+    read_remap_report,
+    stage_lines,
+    trained_epochs,
+    valid_curve,
+    zero_shot_tests,
+)
+
+
+# ------------------------------------------------------------------ run files
+def parameter_count(folder: Path) -> int | None:
+    """Parameters of the exported model (encoder + head)."""
+    from xlt_plugin.pretrained import ENCODER_FILE, HEAD_FILE
+
+    total = 0
+    for name in (ENCODER_FILE, HEAD_FILE):
+        path = model_dir(folder) / name
+        if not path.exists():
+            return None
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        total += sum(
+            t.numel()
+            for k, t in state.items()
+            if "running" not in k and not k.endswith("num_batches_tracked")
+        )
+    return total
+
+
+def seconds_per_epoch(records: list[dict]) -> float | None:
+    """Mean training seconds per epoch."""
+    train = [r["seconds"] for r in stage_lines(records, "train")]
+    return statistics.mean(train) if train else None
+
+
+def epochs_to_reach(curve: list[dict], target: float) -> int | None:
+    """First epoch whose dev CER is at or below ``target`` (None: never)."""
+    for record in curve:
+        if record["CER"] <= target + 1e-9:
+            return record["epoch"]
+    return None
+
+
+def convergence_ratio(xfer: list[dict], scratch: list[dict]) -> dict:
+    """Epochs transfer needs to reach scratch's best dev CER / epochs scratch needed.
+
+    The same ratio in training seconds (each record's ``elapsed``, the run's
+    cumulative training time) counts slower epochs, e.g. of a larger model.
+
+    Arguments
+    ---------
+    xfer, scratch : list of dict
+        Validation curves (:func:`valid_curve`).
+
+    Returns
+    -------
+    dict
+        ``target`` (scratch's best dev CER), ``scratch_epochs``, ``xfer_epochs``
+        (None when never reached), ``ratio``, and ``scratch_seconds``,
+        ``xfer_seconds``, ``seconds_ratio`` (None without ``elapsed``).
+
+    Example
+    -------
+    >>> def curve(cers, seconds_per_epoch):
+    ...     return [
+    ...         {"epoch": e, "CER": c, "elapsed": seconds_per_epoch * e}
+    ...         for e, c in enumerate(cers, start=1)
+    ...     ]
+    >>> r = convergence_ratio(curve([50, 35, 30], 20.0), curve([90, 60, 40], 10.0))
+    >>> r["ratio"], r["seconds_ratio"]
+    (0.6666666666666666, 1.3333333333333333)
+    """
+    keys = ("target", "scratch_epochs", "xfer_epochs", "ratio")
+    keys += ("scratch_seconds", "xfer_seconds", "seconds_ratio")
+    result = dict.fromkeys(keys)
+    if not xfer or not scratch:
+        return result
+    target = min(r["CER"] for r in scratch)
+    scratch_epochs = epochs_to_reach(scratch, target)
+    xfer_epochs = epochs_to_reach(xfer, target)
+    result.update(
+        target=target,
+        scratch_epochs=scratch_epochs,
+        xfer_epochs=xfer_epochs,
+        ratio=xfer_epochs / scratch_epochs if xfer_epochs else None,
+    )
+    scratch_seconds = _elapsed_at(scratch, scratch_epochs)
+    xfer_seconds = _elapsed_at(xfer, xfer_epochs)
+    result.update(scratch_seconds=scratch_seconds, xfer_seconds=xfer_seconds)
+    if scratch_seconds and xfer_seconds:
+        result["seconds_ratio"] = xfer_seconds / scratch_seconds
+    return result
+
+
+def _elapsed_at(curve: list[dict], epoch: int | None) -> float | None:
+    """Cumulative training seconds at the end of ``epoch`` (None if unknown)."""
+    for record in curve:
+        if record["epoch"] == epoch:
+            return record.get("elapsed")
+    return None
+
+
+# --------------------------------------------------------------------- corpora
+def corpus_sizes(folder: Path) -> dict:
+    """Utterances and minutes per split of a Common Voice-layout folder.
+
+    Minutes are None when ``clip_durations.tsv`` misses a clip of the split.
+    """
+    durations = {}
+    path = folder / "clip_durations.tsv"
+    if path.exists():
+        with open(path, encoding="utf-8") as f:
+            for row in csv.DictReader(f, delimiter="\t"):
+                durations[row["clip"]] = float(row["duration[ms]"]) / 1000
+    sizes = {}
+    for split in ("train", "dev", "test"):
+        with open(folder / f"{split}.tsv", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+        known = [durations[r["path"]] for r in rows if r["path"] in durations]
+        minutes = round(sum(known) / 60, 1) if len(known) == len(rows) else None
+        sizes[split] = {"utterances": len(rows), "minutes": minutes}
+    return sizes
+
+
+# ----------------------------------------------------------------------- study
+class Study:
+    """A study folder: ``study.json`` plus ``runs/<name>/``."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.manifest = json.loads((self.folder / "study.json").read_text())
+        self.runs = {r["name"]: r for r in self.manifest["runs"]}
+        self.records = {
+            name: read_metrics(self.folder / "runs" / name) for name in self.runs
+        }
+
+    def path(self, name: str) -> Path:
+        return self.folder / "runs" / name
+
+    def select(self, **match) -> list[dict]:
+        """Runs whose manifest fields equal ``match`` and that finished."""
+        return [
+            r
+            for r in self.manifest["runs"]
+            if all(r.get(k) == v for k, v in match.items())
+            and final_tests(self.records[r["name"]])
+        ]
+
+    def final(self, run: dict, key: str = "CER", test_set: str | None = None):
+        tests = final_tests(self.records[run["name"]])
+        if test_set is not None:
+            return tests[test_set][key] if test_set in tests else None
+        return statistics.mean(t[key] for t in tests.values())
+
+    def zero_shot(self, run: dict, key: str = "CER", test_set: str | None = None):
+        tests = zero_shot_tests(self.records[run["name"]])
+        if not tests:
+            return None
+        if test_set is not None:
+            return tests[test_set][key] if test_set in tests else None
+        return statistics.mean(t[key] for t in tests.values())
+
+    def epochs(self, run: dict) -> int:
+        return trained_epochs(self.records[run["name"]])
+
+    def dev_cer(self, run: dict, epoch: int) -> float | None:
+        """Dev CER after ``epoch`` epochs."""
+        for record in valid_curve(self.records[run["name"]]):
+            if record["epoch"] == epoch:
+                return record["CER"]
+        return None
+
+    def remap(self, run: dict) -> dict | None:
+        return read_remap_report(self.path(run["name"]))
+
+
+def _train_minutes(study: Study, data: str) -> float | None:
+    corpus = study.manifest["corpora"].get(data)
+    if not corpus:
+        return None
+    try:
+        return corpus_sizes(Path(corpus["folder"]))["train"]["minutes"]
+    except FileNotFoundError:
+        return None

@@ -1,0 +1,88 @@
+"""What a study is made of: corpora, runs, and the profile that lists them.
+
+A :class:`Profile` names the :class:`Corpus` folders to synthesize (or subset) and
+the :class:`Run` commands to train on them. The profiles themselves are built in
+:mod:`xlt_plugin.study.profiles` (the paper's, and the registry of all) and
+:mod:`xlt_plugin.study.own_profiles` (the plugin's own claims); the constants here
+are those both kinds share.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+BASE_ACCENTS = "us,england,rp,nyc,lancashire,west_midlands"
+HELD_OUT_ACCENTS = "scotland,caribbean"
+# The Mandarin base of the CPU profiles, and its from-scratch Cantonese twin. Han
+# text has hundreds of characters; on ~2,400 training utterances quartznet_tiny
+# leaves CTC's blank-only plateau by epoch 3 (dev CER 9.7 after 20 epochs), while
+# quartznet_small was still at dev CER 95.6 after 6 epochs at lr 0.002.
+MANDARIN_TINY = {"encoder_preset": "quartznet_tiny"}
+MANDARIN_BASE = {"number_of_epochs": 20, **MANDARIN_TINY}
+
+
+@dataclass
+class Corpus:
+    """A synthetic corpus (``xlt synth``), or a training subset of another one.
+
+    A subset keeps the parent's dev and test sets and the first
+    ``train_utterances`` training rows, so runs on different data sizes are
+    scored on the same test set.
+    """
+
+    name: str
+    locale: str
+    utterances: int = 0
+    seed: int = 1
+    accents: str | None = None
+    domain: str | None = None
+    subset_of: str | None = None
+    train_utterances: int | None = None
+    vocab_size: int = 3000  # words the sentences draw from (xlt synth --vocab-size)
+    conditions: str = "clean"  # acoustic conditions (xlt synth --conditions)
+
+
+@dataclass
+class Run:
+    """One recipe run: ``recipes/<recipe>/train.py hparams/<hparams> ...``."""
+
+    name: str
+    recipe: str
+    hparams: str
+    data: str
+    task: str  # e.g. "base", "language", "accent", "domain", "size", "freezing"
+    variant: str  # e.g. "scratch", "xfer", "xfer_none", "frozen_bn"
+    base: str | None = None  # name of the run whose model/ is the pretrained_path
+    overrides: dict = field(default_factory=dict)
+    language: str = ""
+    size: str | None = None  # label of the fine-tuning data size
+    seed: int = 1
+
+
+@dataclass
+class Profile:
+    """What a study runs."""
+
+    name: str
+    corpora: list[Corpus]
+    runs: list[Run]
+    description: str = ""
+    forgetting: list[tuple[str, str]] = field(default_factory=list)
+
+
+#: A run override that names a corpus of the profile: the command line gets the
+#: corpus folder (see :func:`corpus_ref`).
+CORPUS_REF = "corpus:"
+
+
+def corpus_ref(name: str) -> str:
+    """An override value that the command line replaces by corpus ``name``'s folder.
+
+    The run's command (:func:`xlt_plugin.study.runner.command`) does the replacing.
+
+    Example
+    -------
+    >>> corpus_ref("en")
+    'corpus:en'
+    """
+    return f"{CORPUS_REF}{name}"
