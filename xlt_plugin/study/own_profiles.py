@@ -400,10 +400,11 @@ def continual_tiny_profile(seeds: int = 1) -> Profile:
 #: the same realistic English corpus with the same recipe; the larger must be
 #: the better English model (test CER) beyond seed noise.
 BASE_LADDER = ("quartznet_tiny", "quartznet_mini", "quartznet_small")
-#: Epochs, lr and augmentation of every ladder run. 20 epochs at lr 0.005 on
-#: 80 min of realistic English left quartznet_small in CTC's blank plateau for
-#: most of its schedule (recipes/EnglishBase/README.md): more steps, and the lr
-#: the probe measured better.
+#: Epochs, lr and augmentation of every ladder run. On 80 min of realistic
+#: English quartznet_small leaves CTC's blank plateau several epochs after
+#: quartznet_tiny (recipes/EnglishBase/README.md), later still with augmentation
+#: on, and no sooner at lr 0.002: twice the epochs, augmentation off until the
+#: ladder measures it.
 BASE_LADDER_TRAINING = {"number_of_epochs": 40, "lr": 0.005, "augment": False}
 
 
