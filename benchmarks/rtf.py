@@ -36,6 +36,12 @@ decoder's.
 Usage:
     python benchmarks/rtf.py [--seconds 10] [--beam 16] [--repeats 5]
         [--model DIR [--test-csv CSV --train-csv CSV | --lm LM.arpa]] [--quick]
+        [--profile]
+
+``--profile`` adds, per encoder, the share of the acoustic model's time and of
+its FLOPs spent in each layer kind (depthwise, pointwise and full convolutions,
+the head, the rest) and the GFLOP/s each kind achieves: what bounds the ratio to
+the floor.
 """
 
 from __future__ import annotations
@@ -104,6 +110,69 @@ def count_flops_per_second(model: PretrainedCTC, seconds: float = 4.0) -> float:
     for hook in hooks:
         hook.remove()
     return 2.0 * macs / seconds
+
+
+def layer_kind(module: torch.nn.Module) -> str | None:
+    """``depthwise``, ``pointwise``, ``full conv`` or ``head`` (None: not timed)."""
+    if isinstance(module, torch.nn.Conv1d):
+        if module.groups > 1 and module.groups == module.in_channels:
+            return "depthwise"
+        return "pointwise" if module.kernel_size[0] == 1 else "full conv"
+    if isinstance(module, torch.nn.Linear):
+        return "head"
+    return None
+
+
+def time_by_layer_kind(model: PretrainedCTC, seconds: float, repeats: int) -> dict:
+    """Seconds and FLOPs per layer kind in the acoustic model's forward.
+
+    Forward hooks time each convolution and the head (CPU: ops are synchronous,
+    so the wall time between a module's pre- and post-hook is its own); the
+    rest of the forward (features, normalisation, BatchNorm, activations,
+    residual sums, masking) is ``other``. Best total of ``repeats`` runs.
+    """
+    spent: dict[str, list[float]] = {}
+    flops: dict[str, float] = {}
+    started: dict[int, float] = {}
+    hooks = []
+
+    def pre(module, inputs):
+        started[id(module)] = time.perf_counter()
+
+    def post(module, inputs, output):
+        kind = layer_kind(module)
+        spent[kind][-1] += time.perf_counter() - started.pop(id(module))
+        if isinstance(module, torch.nn.Conv1d):
+            macs = output.numel() * (module.in_channels // module.groups)
+            macs *= module.kernel_size[0]
+        else:
+            macs = output.numel() * module.in_features
+        flops[kind] = flops.get(kind, 0.0) + 2.0 * macs
+
+    for module in [*model.encoder.modules(), *model.head.modules()]:
+        kind = layer_kind(module)
+        if kind is not None:
+            spent.setdefault(kind, [])
+            hooks.append(module.register_forward_pre_hook(pre))
+            hooks.append(module.register_forward_hook(post))
+    wav = torch.randn(1, int(seconds * SAMPLE_RATE)) * 0.1
+    totals = []
+    with torch.no_grad():
+        for _ in range(repeats + 1):  # the first is a warm-up
+            for values in spent.values():
+                values.append(0.0)
+            flops.clear()
+            start = time.perf_counter()
+            model.log_probs(wav, torch.ones(1))
+            totals.append(time.perf_counter() - start)
+    for hook in hooks:
+        hook.remove()
+    best = min(range(1, len(totals)), key=lambda i: totals[i])
+    shares = {
+        kind: (values[best], flops.get(kind, 0.0)) for kind, values in spent.items()
+    }
+    shares["other"] = (totals[best] - sum(t for t, _ in shares.values()), 0.0)
+    return shares
 
 
 def sgemm_flops(n: int = 2048, repeats: int = 5) -> float:
@@ -209,6 +278,17 @@ def measure(name: str, model: PretrainedCTC, args, lm_path: str, peak: float):
         f"measured / floor = {ratio:.2f} +- {ratio_sd:.2f}x "
         f"(mean +- sd over {len(runs)} repeats)"
     )
+    if getattr(args, "profile", False):
+        shares = time_by_layer_kind(model, args.seconds, args.repeats)
+        total = sum(t for t, _ in shares.values())
+        total_flops = sum(f for _, f in shares.values())
+        print("  where the acoustic model's time goes (forward hooks, best run):")
+        for kind, (sec, fl) in sorted(shares.items(), key=lambda x: -x[1][0]):
+            rate = f"{fl / sec / 1e9:6.1f} GFLOP/s" if fl and sec > 0 else " " * 13
+            print(
+                f"    {kind:<10} {100 * sec / total:5.1f} % of the time  "
+                f"{100 * fl / total_flops:5.1f} % of the FLOPs  {rate}"
+            )
     return {"acoustic_vs_floor": ratio, "beam": beam_rtf}
 
 
@@ -298,6 +378,9 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="first N test utterances only")
     parser.add_argument(
         "--quick", action="store_true", help="2 s of audio, small model only"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="time and FLOPs per layer kind"
     )
     args = parser.parse_args()
     if args.quick:

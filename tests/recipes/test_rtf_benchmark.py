@@ -20,7 +20,7 @@ def test_rtf_quick_prints_both_engines():
         pytest.skip("flashlight-text not installed (extra [lm])")
     # A subprocess: the script sets process-wide torch state (grad mode, threads).
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick"],
+        [sys.executable, str(SCRIPT), "--quick", "--profile"],
         capture_output=True,
         text=True,
         timeout=600,
@@ -30,6 +30,14 @@ def test_rtf_quick_prints_both_engines():
     assert "beam engines: python, flashlight" in out
     assert re.search(r"acoustic model +RTF \S+ \+- \S+ \(mean \+- sd over 2", out)
     assert re.search(r"measured / floor = \S+ \+- \S+x", out)
+    shares = dict(
+        (kind, float(pct))
+        for kind, pct in re.findall(
+            r"^ +(depthwise|pointwise|head|other) +(\S+) %", out, re.M
+        )
+    )
+    assert set(shares) == {"depthwise", "pointwise", "head", "other"}
+    assert abs(sum(shares.values()) - 100.0) < 0.5  # every second of the forward
     for engine in ("python", "flashlight"):
         assert re.search(rf"beam 16 \+ 3-gram LM +{engine} +RTF \d", out), engine
     assert re.search(r"beam 16 \+ 3-gram LM: python / flashlight RTF = \S+x", out)
