@@ -435,8 +435,8 @@ def study(parser: argparse.ArgumentParser) -> Runner:
         "--seeds",
         type=int,
         default=None,
-        help="seeds per transfer (full, remap*, continual*; default: the profile's "
-        "own, 3 for the remap profiles, else 1)",
+        help="seeds per run (full, bases, remap*, continual*; default: the "
+        "profile's own: 3 for the remap profiles, 2 for bases, else 1)",
     )
 
     def run(args: argparse.Namespace) -> int:
