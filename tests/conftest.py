@@ -76,13 +76,16 @@ def tiny_ctc_brain(
     cached=False,
     run_opts=None,
     checkpointer=None,
+    n_mels=40,
+    featurizer=None,
     **hparams,
 ):
     """A QuartzNet-tiny ``CTCTransferBrain`` and a dataset of noise 'utterances'.
 
     One utterance per text, ``first_samples`` samples for the first and 800 more
     for each next one (seeded noise: no files, fast), with an optional SpeechBrain
-    ``checkpointer``. ``cached`` gives the items
+    ``checkpointer``. ``featurizer`` replaces SpeechBrain's ``Fbank(n_mels)``
+    (it must give ``n_mels`` features). ``cached`` gives the items
     Fbank features (``feats``) instead of waveforms (``sig``); ``hparams`` are
     added to (or replace) the Brain's minimal hyperparameters.
     """
@@ -98,7 +101,7 @@ def tiny_ctc_brain(
     from xlt_plugin.tokens import build_char_encoder
 
     tokenizer = build_char_encoder(texts)
-    fbank = Fbank(n_mels=40)
+    fbank = featurizer or Fbank(n_mels=n_mels)
     gen = torch.Generator().manual_seed(0)
     data = {}
     for i, text in enumerate(texts):
@@ -115,7 +118,7 @@ def tiny_ctc_brain(
     dataset.add_dynamic_item(tokens)
     dataset.set_output_keys(["id", "feats" if cached else "sig", "tokens", "wrd"])
     torch.manual_seed(0)
-    encoder = QuartzNet(input_size=40, preset="quartznet_tiny")
+    encoder = QuartzNet(input_size=n_mels, preset="quartznet_tiny")
     head = Linear(input_size=encoder.output_size, n_neurons=len(tokenizer))
     settings = {
         "compute_features": fbank,

@@ -10,66 +10,30 @@ import pytest
 import speechbrain as sb
 import torch
 import yaml
+from conftest import tiny_ctc_brain
 from hyperpyyaml import resolve_references
 from speechbrain.dataio.batch import PaddedBatch
-from speechbrain.dataio.dataset import DynamicItemDataset
-from speechbrain.lobes.features import Fbank
-from speechbrain.nnet.linear import Linear
-from speechbrain.utils.epoch_loop import EpochCounter
 
-from xlt_plugin.brain import CTCTransferBrain, tensorboard_logger_if
+from xlt_plugin.brain import tensorboard_logger_if
 from xlt_plugin.lobes.nemo_features import NeMoFeaturizer
-from xlt_plugin.lobes.quartznet import QuartzNet
 from xlt_plugin.recipe import RecipeError, check_device, load_recipe
 from xlt_plugin.resources import recipes_folder
 from xlt_plugin.study.profiles import PROFILES, gpu_profile
 from xlt_plugin.synth.corpus import split_sizes
-from xlt_plugin.tokens import build_char_encoder
 
 TEXTS = ["hola", "casa", "no", "sí"]
 YAMLS = sorted(recipes_folder().glob("*/hparams/*.yaml"))
 EN_BASE = recipes_folder() / "EnglishBase" / "hparams" / "quartznet_small.yaml"
 
 
-def _dataset(tokenizer):
-    gen = torch.Generator().manual_seed(0)
-    data = {
-        f"u{i}": {"sig": 0.1 * torch.randn(6000 + 800 * i, generator=gen), "wrd": t}
-        for i, t in enumerate(TEXTS)
-    }
-    dataset = DynamicItemDataset(data)
-
-    @sb.utils.data_pipeline.takes("wrd")
-    @sb.utils.data_pipeline.provides("tokens")
-    def tokens(wrd):
-        return torch.LongTensor(tokenizer.encode_sequence(list(wrd)))
-
-    dataset.add_dynamic_item(tokens)
-    dataset.set_output_keys(["id", "sig", "tokens", "wrd"])
-    return dataset
-
-
 def _brain(precision, featurizer=None, **hparams):
-    tokenizer = build_char_encoder(TEXTS)
-    torch.manual_seed(0)
-    featurizer = featurizer or Fbank(n_mels=64)
-    encoder = QuartzNet(input_size=64, preset="quartznet_tiny")
-    head = Linear(input_size=encoder.output_size, n_neurons=len(tokenizer))
-    brain = CTCTransferBrain(
-        modules={"encoder": encoder, "head": head},
-        opt_class=lambda params: torch.optim.AdamW(params, lr=1e-2),
-        hparams={
-            "compute_features": featurizer,
-            "blank_index": 0,
-            "number_of_epochs": 1,
-            "lr": 1e-2,
-            "epoch_counter": EpochCounter(1),
-            **hparams,
-        },
-        run_opts={"device": "cpu", "precision": precision, "noprogressbar": True},
-        tokenizer=tokenizer,
+    return tiny_ctc_brain(
+        TEXTS,
+        run_opts={"precision": precision},
+        n_mels=64,
+        featurizer=featurizer,
+        **hparams,
     )
-    return brain, _dataset(tokenizer)
 
 
 def _dtypes(brain):
