@@ -18,16 +18,17 @@ class _Counter:
     current = 1
 
 
+def _sampler(counter):
+    """100 target and 60 source items, 30 % source in each batch of 8."""
+    return ReplayBatchSampler(
+        range(100), range(100, 160), batch_size=8, ratio=0.3, seed=7,
+        epoch_counter=counter,
+    )  # fmt: skip
+
+
 def test_replay_ratio_over_an_epoch_and_exact_resume():
     counter = _Counter()
-    sampler = ReplayBatchSampler(
-        range(100),
-        range(100, 160),
-        batch_size=8,
-        ratio=0.3,
-        seed=7,
-        epoch_counter=counter,
-    )
+    sampler = _sampler(counter)
     batches = list(sampler)
     assert len(batches) == len(sampler)
     flat = [i for b in batches for i in b]
@@ -36,14 +37,7 @@ def test_replay_ratio_over_an_epoch_and_exact_resume():
     share = (len(flat) - len(targets)) / len(flat)
     assert abs(share - 0.3) < 1 / len(flat) + 1e-9
     # Resume: a fresh sampler (a restarted process) gives the same epoch.
-    again = ReplayBatchSampler(
-        range(100),
-        range(100, 160),
-        batch_size=8,
-        ratio=0.3,
-        seed=7,
-        epoch_counter=counter,
-    )
+    again = _sampler(counter)
     assert list(again) == batches
     counter.current = 2
     assert list(sampler) != batches  # another epoch, another draw
