@@ -2,9 +2,10 @@
 
 A test runs a recipe through a *driver*: a small script that patches the Brain
 (``driver_source``), then runs the recipe's ``train.py`` as ``__main__``. With
-``PAUSE_EPOCH`` set in its environment, the driver writes ``PAUSE_FLAG`` once the
-first intra-epoch checkpoint of that epoch is complete, and waits to be killed:
-the kill lands at a known point, with no race against a fast tiny model.
+``PAUSE_EPOCH`` set in its environment, the driver writes ``PAUSE_FLAG`` (its pid;
+``PAUSE_FLAG-rank<r>`` for process r > 0 of a torchrun) once the first intra-epoch
+checkpoint of that epoch is complete, and waits to be killed: the kill lands at a
+known point, with no race against a fast tiny model.
 """
 
 import json
@@ -28,10 +29,34 @@ save = CTCTransferBrain._save_intra_epoch_ckpt
 def save_then_wait(self):
     save(self)
     if self.hparams.epoch_counter.current == int(os.environ.get("PAUSE_EPOCH", 0)):
-        Path(os.environ["PAUSE_FLAG"]).write_text("saved")
-        time.sleep(600)
+        # One flag per process (torchrun sets RANK), holding its pid; a process
+        # restarted by torchrun finds its flag and does not pause again.
+        rank = int(os.environ.get("RANK", 0))
+        flag = Path(os.environ["PAUSE_FLAG"] + (f"-rank{rank}" if rank else ""))
+        if not flag.exists():
+            flag.write_text(str(os.getpid()))
+            time.sleep(600)
 
 CTCTransferBrain._save_intra_epoch_ckpt = save_then_wait
+"""
+
+# SpectrogramDrop on (the recipes' default has no augmentation): random draws that
+# a resumed run must replay exactly.
+AUGMENTATION_PATCH = """
+from speechbrain.augment.freq_domain import SpectrogramDrop
+import xlt_plugin.recipe
+
+load_recipe = xlt_plugin.recipe.load_recipe
+
+def with_augmentation(argv=None):
+    hparams, run_opts, hparams_file = load_recipe(argv)
+    hparams["augmentation"] = SpectrogramDrop(
+        drop_length_low=5, drop_length_high=15, drop_count_low=1,
+        drop_count_high=2, dim=2,
+    )
+    return hparams, run_opts, hparams_file
+
+xlt_plugin.recipe.load_recipe = with_augmentation
 """
 
 _RUN = """
@@ -86,3 +111,24 @@ def kill_when_paused(victim: subprocess.Popen, flag: Path, save: Path) -> None:
         if victim.poll() is None:
             victim.kill()
             victim.wait()
+
+
+def kill_one_process_when_paused(
+    launcher: subprocess.Popen, flag: Path, save: Path, rank: int = 1
+) -> None:
+    """SIGKILL process ``rank`` of a paused torchrun (every process paused first).
+
+    The launcher is left running: torchrun notices the dead worker and stops the
+    others (or restarts them all, with ``--max-restarts``).
+    """
+    flags = [flag] + [Path(f"{flag}-rank{r}") for r in range(1, rank + 1)]
+    deadline = time.monotonic() + 300
+    while not (
+        all(f.exists() and f.read_text() for f in flags)
+        and any("brain_intra_epoch_ckpt" in meta for _, meta in checkpoints(save))
+    ):
+        if launcher.poll() is not None:
+            raise AssertionError(launcher.stderr.read()[-3000:])
+        assert time.monotonic() < deadline, "no intra-epoch checkpoint came"
+        time.sleep(0.05)
+    os.kill(int(flags[rank].read_text()), signal.SIGKILL)

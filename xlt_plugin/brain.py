@@ -808,7 +808,14 @@ class CTCTransferBrain(sb.Brain):
         return results
 
     def _save_intra_epoch_ckpt(self):
-        """SpeechBrain's mid-epoch save; a full disk stops with what to free."""
+        """SpeechBrain's mid-epoch save; a full disk stops with what to free.
+
+        Under DDP the running train loss is first replaced, in every process, by
+        its mean over the processes: the checkpoint holds process 0's value only,
+        which every process loads on resume. The epoch's logged loss (the mean of
+        the processes' running means) is unchanged, as running means are linear.
+        """
+        self.avg_train_loss = _mean_over_processes(self.avg_train_loss)
         save_or_explain(self.checkpointer, super()._save_intra_epoch_ckpt)
 
     def on_evaluate_start(self, max_key=None, min_key=None):

@@ -7,6 +7,7 @@ layout. The choices live in the YAML; these functions only wire them.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import re
 import sys
@@ -100,6 +101,8 @@ def load_recipe(argv: list[str] | None = None) -> tuple[dict, dict, str]:
         raise RecipeError(f"{hparams_file} needs:\n{hints}")
     check_device(run_opts)
     sb.utils.distributed.ddp_init_group(run_opts)
+    if torch.distributed.is_initialized():
+        atexit.register(close_process_group)
     try:
         hparams = load_hyperpyyaml(yaml_text, overrides)
     except FileNotFoundError as err:  # e.g. a pretrained_path that is not there
@@ -122,6 +125,20 @@ def load_recipe(argv: list[str] | None = None) -> tuple[dict, dict, str]:
         overrides=overrides,
     )
     return hparams, run_opts, hparams_file
+
+
+def close_process_group() -> None:
+    """Close this process's DDP process group, if open, before Python's teardown.
+
+    Registered at exit by :func:`load_recipe` under torchrun: left open, the
+    group's threads meet the interpreter's teardown, which destroys C++ objects
+    in no set order (a 2-process gloo script ending right after ``fit`` was seen
+    to abort there with "terminate called without an active exception").
+    Closing is local to the process: no collective, so a process that exits on
+    an error does not wait for the others.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def check_device(run_opts) -> None:

@@ -62,13 +62,22 @@ def _rank() -> int:
     return 0
 
 
+def _world_size() -> int:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size()
+    return 1
+
+
 @functools.partial(register_checkpoint_hooks, save_on_main_only=False)
 class RandomStates:
     """The random-number states of this process, saved and restored exactly.
 
     Dropout and augmentation draw from torch's global generator; samplers and
-    user code may draw from numpy's and Python's. Each DDP process saves its own
-    states (process ``r > 0`` beside the checkpoint file, as ``<name>-rank<r>``).
+    user code may draw from numpy's and Python's. Under DDP every process has its
+    own states: process 0 gathers them all and writes them in one file (a
+    per-process file could be missing from a checkpoint whose other files are
+    complete, when one process is killed while the others go on), and each
+    process resumes from its own entry.
 
     A state saved inside an epoch is applied at the first training batch after
     recovery (:meth:`apply_pending`), not at recovery: between the two, creating
@@ -149,27 +158,39 @@ class RandomStates:
             self.restore(self.pending)
             self.pending = None
 
-    @staticmethod
-    def _own_path(path: Path) -> Path:
-        rank = _rank()
-        return path if rank == 0 else path.with_name(f"{path.stem}-rank{rank}.ckpt")
-
     @mark_as_saver
     def _save(self, path):
-        own = self._own_path(Path(path))
-        if own.parent.is_dir():  # a node without the shared folder has no say
-            torch.save(self.capture(), own)
+        states = self.capture()
+        if _world_size() > 1:
+            # A collective: every process calls it (save_on_main_only=False).
+            gathered = [None] * _world_size() if _rank() == 0 else None
+            torch.distributed.gather_object(states, gathered, dst=0)
+            states = {"per_process": gathered}
+        if _rank() == 0:
+            torch.save(states, path)
 
     @mark_as_loader
     def _load(self, path, end_of_epoch=False):
-        own = self._own_path(Path(path))
-        if not own.exists():  # e.g. resumed with more processes than saved
+        states = torch.load(path, map_location="cpu", weights_only=True)
+        if "per_process" in states:
+            per_process, rank = states["per_process"], _rank()
+            if rank >= len(per_process) or _world_size() != len(per_process):
+                logger.warning(
+                    "%s holds the random states of %d processes; this run has %d: "
+                    "process %d resumes with process %d's (not bit-exact).",
+                    path,
+                    len(per_process),
+                    _world_size(),
+                    rank,
+                    min(rank, len(per_process) - 1),
+                )
+            states = per_process[min(rank, len(per_process) - 1)]
+        elif _world_size() > 1:
             logger.warning(
-                "%s missing: this process resumes with process 0's random states.",
-                own,
+                "%s holds one process's random states; every process of this "
+                "run resumes with them (not bit-exact).",
+                path,
             )
-            own = Path(path)
-        states = torch.load(own, map_location="cpu", weights_only=True)
         self.pending = None
         if end_of_epoch:
             self.restore(states)

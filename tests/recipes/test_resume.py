@@ -30,28 +30,10 @@ from xlt_plugin.resume import (
 CV = REPO / "recipes" / "CommonVoice"
 
 # Runs the recipe with SpectrogramDrop augmentation on (random draws the resumed
-# run must replay; the recipe's default has none). With PAUSE_EPOCH set, once the
-# first intra-epoch checkpoint of that epoch is complete it writes PAUSE_FLAG and
-# waits to be killed: the kill lands at a known point, with no race against a
-# fast tiny model.
-DRIVER = faults.driver_source(
-    """
-from speechbrain.augment.freq_domain import SpectrogramDrop
-import xlt_plugin.recipe
-
-load_recipe = xlt_plugin.recipe.load_recipe
-
-def with_augmentation(argv=None):
-    hparams, run_opts, hparams_file = load_recipe(argv)
-    hparams["augmentation"] = SpectrogramDrop(
-        drop_length_low=5, drop_length_high=15, drop_count_low=1,
-        drop_count_high=2, dim=2,
-    )
-    return hparams, run_opts, hparams_file
-
-xlt_plugin.recipe.load_recipe = with_augmentation
-"""
-)
+# run must replay). With PAUSE_EPOCH set, once the first intra-epoch checkpoint of
+# that epoch is complete it writes PAUSE_FLAG and waits to be killed: the kill
+# lands at a known point, with no race against a fast tiny model.
+DRIVER = faults.driver_source(faults.AUGMENTATION_PATCH)
 
 
 def _command(driver, corpus, out):
