@@ -460,8 +460,18 @@ def report(parser: argparse.ArgumentParser) -> Runner:
     """
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR")
     parser.add_argument("--out", metavar="DIR", help="report folder (run folders)")
+    parser.add_argument(
+        "--publish",
+        metavar="DIR",
+        help="then copy the report and figures into DIR (e.g. docs/study-full) and "
+        "refresh the README block between <!-- NAME:begin/end --> (NAME: DIR's name)",
+    )
+    parser.add_argument(
+        "--readme", default="README.md", help="the README --publish refreshes"
+    )
 
     def run(args: argparse.Namespace) -> int:
+        from xlt_plugin.study.publish import publish_report
         from xlt_plugin.study.report import write_report, write_run_report
 
         require("matplotlib", "xlt report (figures)")
@@ -478,6 +488,12 @@ def report(parser: argparse.ArgumentParser) -> Runner:
         except (OSError, ValueError) as err:
             raise CommandError(str(err)) from None
         print(f"wrote {path}")
+        if args.publish:
+            try:
+                written = publish_report(path.parent, args.publish, args.readme)
+            except (OSError, ValueError) as err:
+                raise CommandError(str(err)) from None
+            print(f"published {len(written)} files: {args.publish}, {args.readme}")
         return 0
 
     return run

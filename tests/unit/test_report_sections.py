@@ -339,3 +339,43 @@ def test_bases_section_does_not_hold_within_seed_noise(tmp_path):
     )  # fmt: skip
     assert "not beyond 2 SE" in text
     assert "- **Does not hold here**: English test CER strictly decreases" in text
+
+
+# ------------------------------------------------------------------ publishing
+def test_report_publish_copies_the_report_and_refreshes_the_readme(tmp_path):
+    from xlt_plugin.cli import main
+
+    study = tmp_path / "study"
+    _bases_study(study, {"quartznet_tiny": [53.0, 54.0], "quartznet_mini": [45.0, 46.0]})
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        "# Top\n\n<!-- study-x:begin -->\nold numbers\n<!-- study-x:end -->\n\nafter\n"
+    )
+    docs = tmp_path / "docs" / "study-x"
+    code = main(["report", str(study), "--publish", str(docs), "--readme", str(readme)])
+    assert code == 0
+    published = (docs / "REPORT.md").read_text(encoding="utf-8")
+    assert "Published by `xlt report --publish`" in published
+    assert "## English bases by size" in published
+    text = readme.read_text(encoding="utf-8")
+    assert "old numbers" not in text
+    assert text.startswith("# Top\n") and text.endswith("<!-- study-x:end -->\n\nafter\n")
+    block = text.split("<!-- study-x:begin -->")[1].split("<!-- study-x:end -->")[0]
+    assert "**English bases by size**:" in block
+    assert "`quartznet_mini` vs `quartznet_tiny`: CER lower by 8.0" in block
+    assert "**Setup**" not in block  # left to the full report
+    assert "[docs/study-x/REPORT.md](docs/study-x/REPORT.md)" in block
+
+
+def test_report_publish_without_markers_changes_nothing(tmp_path, capsys):
+    from xlt_plugin.cli import main
+
+    study = tmp_path / "study"
+    _bases_study(study, {"quartznet_tiny": [53.0, 54.0], "quartznet_mini": [45.0, 46.0]})
+    readme = tmp_path / "README.md"
+    readme.write_text("# Top\n\nno markers\n")
+    docs = tmp_path / "docs" / "study-x"
+    code = main(["report", str(study), "--publish", str(docs), "--readme", str(readme)])
+    assert code != 0
+    assert "<!-- study-x:begin -->" in capsys.readouterr().err
+    assert readme.read_text() == "# Top\n\nno markers\n" and not docs.exists()

@@ -1,0 +1,223 @@
+"""Publish a finished report: copy it into the docs, refresh the README's block.
+
+``xlt report STUDY --publish docs/study-full`` writes the report as usual, then
+copies ``REPORT.md`` and ``figures/`` into ``docs/study-full/`` under a line that
+says where and when they were made, and replaces the README's text between
+``<!-- study-full:begin -->`` and ``<!-- study-full:end -->`` (the folder's name)
+with the report's claims and tables. Published numbers are then made by a
+command, never copied by hand.
+
+Authors
+ * xlt_plugin contributors 2025
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+#: Report sections left out of the README block (the full report has them).
+LEFT_OUT = ("Setup",)
+
+
+def code_version(folder: str | Path = ".") -> str:
+    """The git commit of ``folder`` (``+`` local changes), or ``unknown``.
+
+    Arguments
+    ---------
+    folder : path
+        A folder inside a git checkout.
+
+    Returns
+    -------
+    str
+
+    Example
+    -------
+    >>> code_version("/") in ("unknown",) or len(code_version("/")) >= 7
+    True
+    """
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+" if dirty else "")
+
+
+def readme_block(report_text: str, figures_prefix: str) -> str:
+    """The README's block for a report: its claims and tables, headings in bold.
+
+    Arguments
+    ---------
+    report_text : str
+        A ``REPORT.md`` written by :func:`xlt_plugin.study.report.write_report`.
+    figures_prefix : str
+        Where the published figures are, seen from the README
+        (e.g. ``docs/study-full/figures``).
+
+    Returns
+    -------
+    str
+        From the first ``##`` section to the end, without the sections named in
+        :data:`LEFT_OUT`; ``## Title`` becomes ``**Title**:``.
+
+    Example
+    -------
+    >>> text = "# Study\\n\\nintro\\n\\n## Claims\\n\\n- holds\\n\\n"
+    >>> text += "![curve](figures/a.png)\\n\\n## Setup\\n\\nseeds"
+    >>> print(readme_block(text, "docs/x/figures"))
+    **Claims**:
+    <BLANKLINE>
+    - holds
+    <BLANKLINE>
+    ![curve](docs/x/figures/a.png)
+    """
+    sections = re.split(r"^## ", report_text, flags=re.MULTILINE)[1:]
+    kept = []
+    for section in sections:
+        title, _, body = section.partition("\n")
+        if title.strip() in LEFT_OUT:
+            continue
+        body = body.replace("](figures/", f"]({figures_prefix}/")
+        kept.append(f"**{title.strip()}**:\n{body.rstrip()}")
+    return "\n\n".join(kept)
+
+
+def replace_block(text: str, name: str, block: str, where: str = "README") -> str:
+    """``text`` with the lines between ``name``'s markers replaced by ``block``.
+
+    Arguments
+    ---------
+    text : str
+        The README.
+    name : str
+        The markers are ``<!-- name:begin -->`` and ``<!-- name:end -->``.
+    block : str
+        The new text between them.
+    where : str
+        The file's name, for the error message.
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ValueError
+        When the markers are missing, repeated or out of order.
+
+    Example
+    -------
+    >>> readme = "a\\n<!-- s:begin -->\\nold\\n<!-- s:end -->\\nb\\n"
+    >>> print(replace_block(readme, "s", "new"), end="")
+    a
+    <!-- s:begin -->
+    new
+    <!-- s:end -->
+    b
+    """
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(
+        end
+    ):
+        raise ValueError(
+            f"{where} needs exactly one '{begin}' line and one '{end}' line after "
+            f"it, around the text to replace (found {text.count(begin)} and "
+            f"{text.count(end)}): add them where the published numbers go."
+        )
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{begin}\n{block.strip()}\n{end}{tail}"
+
+
+def publish_report(
+    report_dir: str | Path, dest: str | Path, readme: str | Path | None = None
+) -> list[Path]:
+    """Copy ``REPORT.md`` and ``figures/`` into ``dest``; refresh ``readme``'s block.
+
+    Arguments
+    ---------
+    report_dir : path
+        The folder holding the written ``REPORT.md`` (and ``figures/``).
+    dest : path
+        The docs folder (created; its ``figures/`` is replaced). Its name names
+        the README's markers.
+    readme : path, optional
+        The README to refresh; None leaves every README alone.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+
+    Example
+    -------
+    >>> root = getfixture("tmp_path")
+    >>> (root / "study" / "figures").mkdir(parents=True)
+    >>> _ = (root / "study" / "REPORT.md").write_text("# S\\n\\n## Claims\\n\\n- holds\\n")
+    >>> _ = (root / "README.md").write_text(
+    ...     "top\\n<!-- full:begin -->\\nold\\n<!-- full:end -->\\n")
+    >>> written = publish_report(root / "study", root / "docs" / "full", root / "README.md")
+    >>> print((root / "README.md").read_text(), end="")
+    top
+    <!-- full:begin -->
+    **Claims**:
+    <BLANKLINE>
+    - holds
+    <BLANKLINE>
+    The full report: [docs/full/REPORT.md](docs/full/REPORT.md).
+    <!-- full:end -->
+    """
+    report_dir, dest = Path(report_dir), Path(dest)
+    report = report_dir / "REPORT.md"
+    if not report.is_file():
+        raise ValueError(f"{report} is missing: write the report before publishing it.")
+    text = report.read_text(encoding="utf-8")
+    readme_text = None
+    if readme is not None:
+        readme = Path(readme)
+        readme_text = readme.read_text(encoding="utf-8")
+        relative = Path(os.path.relpath(dest.resolve(), readme.parent.resolve()))
+        block = readme_block(text, (relative / "figures").as_posix())
+        block += (
+            f"\n\nThe full report: [{(relative / 'REPORT.md').as_posix()}]"
+            f"({(relative / 'REPORT.md').as_posix()})."
+        )
+        # Checked before anything is written: a README without markers leaves
+        # the docs folder as it was.
+        readme_text = replace_block(readme_text, dest.name, block, str(readme))
+    dest.mkdir(parents=True, exist_ok=True)
+    title, _, rest = text.partition("\n")
+    stamp = (
+        f"> Published by `xlt report --publish` from `{report_dir}` on "
+        f"{datetime.date.today().isoformat()} (xlt_plugin at commit "
+        f"{code_version(Path(__file__).parent)}); the run folders it names stay "
+        "on the machine that ran it."
+    )
+    (dest / "REPORT.md").write_text(f"{title}\n\n{stamp}\n{rest}", encoding="utf-8")
+    written = [dest / "REPORT.md"]
+    if (report_dir / "figures").is_dir():
+        shutil.rmtree(dest / "figures", ignore_errors=True)
+        shutil.copytree(report_dir / "figures", dest / "figures")
+        written += sorted((dest / "figures").rglob("*.png"))
+    if readme_text is not None:
+        readme.write_text(readme_text, encoding="utf-8")
+        written.append(readme)
+    return written
