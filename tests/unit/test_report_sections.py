@@ -346,7 +346,9 @@ def test_report_publish_copies_the_report_and_refreshes_the_readme(tmp_path):
     from xlt_plugin.cli import main
 
     study = tmp_path / "study"
-    _bases_study(study, {"quartznet_tiny": [53.0, 54.0], "quartznet_mini": [45.0, 46.0]})
+    _bases_study(
+        study, {"quartznet_tiny": [53.0, 54.0], "quartznet_mini": [45.0, 46.0]}
+    )
     readme = tmp_path / "README.md"
     readme.write_text(
         "# Top\n\n<!-- study-x:begin -->\nold numbers\n<!-- study-x:end -->\n\nafter\n"
@@ -359,7 +361,9 @@ def test_report_publish_copies_the_report_and_refreshes_the_readme(tmp_path):
     assert "## English bases by size" in published
     text = readme.read_text(encoding="utf-8")
     assert "old numbers" not in text
-    assert text.startswith("# Top\n") and text.endswith("<!-- study-x:end -->\n\nafter\n")
+    assert text.startswith("# Top\n") and text.endswith(
+        "<!-- study-x:end -->\n\nafter\n"
+    )
     block = text.split("<!-- study-x:begin -->")[1].split("<!-- study-x:end -->")[0]
     assert "**English bases by size**:" in block
     assert "`quartznet_mini` vs `quartznet_tiny`: CER lower by 8.0" in block
@@ -371,7 +375,9 @@ def test_report_publish_without_markers_changes_nothing(tmp_path, capsys):
     from xlt_plugin.cli import main
 
     study = tmp_path / "study"
-    _bases_study(study, {"quartznet_tiny": [53.0, 54.0], "quartznet_mini": [45.0, 46.0]})
+    _bases_study(
+        study, {"quartznet_tiny": [53.0, 54.0], "quartznet_mini": [45.0, 46.0]}
+    )
     readme = tmp_path / "README.md"
     readme.write_text("# Top\n\nno markers\n")
     docs = tmp_path / "docs" / "study-x"

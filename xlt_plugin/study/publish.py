@@ -134,8 +134,10 @@ def replace_block(text: str, name: str, block: str, where: str = "README") -> st
     b
     """
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-    if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(
-        end
+    if (
+        text.count(begin) != 1
+        or text.count(end) != 1
+        or text.index(begin) > text.index(end)
     ):
         raise ValueError(
             f"{where} needs exactly one '{begin}' line and one '{end}' line after "
@@ -171,10 +173,12 @@ def publish_report(
     -------
     >>> root = getfixture("tmp_path")
     >>> (root / "study" / "figures").mkdir(parents=True)
-    >>> _ = (root / "study" / "REPORT.md").write_text("# S\\n\\n## Claims\\n\\n- holds\\n")
+    >>> report = "# S\\n\\n## Claims\\n\\n- holds\\n"
+    >>> _ = (root / "study" / "REPORT.md").write_text(report)
     >>> _ = (root / "README.md").write_text(
     ...     "top\\n<!-- full:begin -->\\nold\\n<!-- full:end -->\\n")
-    >>> written = publish_report(root / "study", root / "docs" / "full", root / "README.md")
+    >>> docs = root / "docs" / "full"
+    >>> written = publish_report(root / "study", docs, root / "README.md")
     >>> print((root / "README.md").read_text(), end="")
     top
     <!-- full:begin -->
