@@ -208,3 +208,10 @@ def test_train_speed_quick():
         assert 0 <= float(found[f"padding_{mode}"][0]) <= 1
     # Sorted and bucketed batches pad less than shuffled fixed-size ones.
     assert float(found["padding_dynamic"][0]) < float(found["padding_random"][0])
+
+
+def test_depthwise_quick(run_script):
+    out = run_script("depthwise.py", "--quick")
+    assert re.search(r"^quartznet_small B1 +K=13 conv +[\d.]+ ms \| shift x", out, re.M)
+    found = results(out)
+    assert_numbers(found, ["depthwise_shift_speedup", "depthwise_shift_step_speedup"])
