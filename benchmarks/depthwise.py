@@ -122,7 +122,7 @@ def main() -> None:
                 reference = out
             error = max(
                 float((a - b).abs().max() / b.abs().max())
-                for a, b in zip(out, reference)
+                for a, b in zip(out, reference, strict=True)
             )
             assert error < 1e-4, f"{name} differs from conv by {error:.1e}"
         for _ in range(repeats):  # interleaved: load changes hit all alike
@@ -131,7 +131,7 @@ def main() -> None:
         conv = statistics.median(times["conv"])
         line = f"{label:20s} K={k:2d} conv {conv * 1e3:6.1f} ms"
         for name in best:
-            ratios = [c / t for c, t in zip(times["conv"], times[name])]
+            ratios = [c / t for c, t in zip(times["conv"], times[name], strict=True)]
             best[name].append(statistics.median(ratios))
             spread = statistics.stdev(ratios) if len(ratios) > 1 else 0.0
             line += f" | {name} x{statistics.median(ratios):.2f} +- {spread:.2f}"
@@ -147,6 +147,7 @@ def main() -> None:
         )
         print(f"RESULT depthwise_{name}_speedup: {speedup:.3g} (target > 1)")
         print(f"RESULT depthwise_{name}_step_speedup: {step:.3g} (target >= 2)")
+
 
 if __name__ == "__main__":
     main()
