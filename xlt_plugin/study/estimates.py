@@ -13,10 +13,11 @@ from xlt_plugin.study.spec import Corpus, Profile, Run
 #: Training seconds per epoch per minute of training audio, one thread, no
 #: augmentation, two runs side by side: quartznet_tiny ~25 s per epoch for 80
 #: minutes; quartznet_small 2.3x that (the full study's base_small: 84 s per
-#: epoch for 116 minutes); quartznet_mini in between (not measured).
+#: epoch for 116 minutes); quartznet_mini 2.35x (the bases profile's first
+#: epochs, tiny and mini side by side: 37 s and 87 s).
 SECONDS_PER_AUDIO_MINUTE = {
     "quartznet_tiny": 25 / 80,
-    "quartznet_mini": 1.7 * 25 / 80,
+    "quartznet_mini": 2.35 * 25 / 80,
     "quartznet_small": 2.3 * 25 / 80,
 }
 #: Start, data preparation, zero-shot and final tests and export of one run.
