@@ -65,7 +65,7 @@ def _start(command, **env):
     )
 
 
-def _finish(proc) -> int:
+def _finish(proc) -> tuple[int, str]:
     try:
         _, errors = proc.communicate(timeout=600)
     finally:
