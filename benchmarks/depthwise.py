@@ -16,6 +16,11 @@ For each shape it prints the time of ``conv`` and the speed-up of the others
 (median over ``--repeats``, with the spread), then the step speed-up it implies
 by Amdahl's law for a depthwise share ``--share`` of the training step.
 
+The pointwise (kernel-1) convolutions of the same blocks, the other third of a
+step, are timed the same way as ``F.conv1d`` and as a ``torch.matmul`` of the
+weight with the input, and their FLOP rate is set against this machine's sgemm
+rate (``rtf.sgemm_flops``, one thread): how much a better kernel could gain there.
+
 Usage:
     python benchmarks/depthwise.py [--compile] [--repeats 7] [--share 0.37]
 """
@@ -28,6 +33,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from rtf import sgemm_flops
 
 #: (name, batch, channels, frames, kernel): the depthwise shapes of a batch of
 #: 8 clips of ~6 s (300 frames after the stride-2 prologue).
@@ -88,6 +94,16 @@ def shift_sum_plain(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return y
 
 
+def pointwise_conv(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """The lobes' pointwise convolution: ``x`` [B, C, T], ``w`` [C_out, C, 1]."""
+    return F.conv1d(x, w)
+
+
+def pointwise_matmul(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """The same as one batched matrix product."""
+    return torch.matmul(w.squeeze(-1), x)
+
+
 def step_seconds(fn, x, w) -> tuple[float, list[torch.Tensor]]:
     """One forward + backward; the seconds and (output, input grad, weight grad)."""
     x, w = x.clone().requires_grad_(), w.clone().requires_grad_()
@@ -138,6 +154,7 @@ def main() -> None:
             if name == "compiled":
                 line += f" (first call {first[name]:.0f} s)"
         print(line, flush=True)
+    pointwise(SHAPES[:1] if args.quick else SHAPES[:2], repeats)
     for name, ratios in best.items():
         speedup = statistics.median(ratios)
         step = 1 / (1 - args.share + args.share / speedup)
@@ -147,6 +164,29 @@ def main() -> None:
         )
         print(f"RESULT depthwise_{name}_speedup: {speedup:.3g} (target > 1)")
         print(f"RESULT depthwise_{name}_step_speedup: {step:.3g} (target >= 2)")
+
+
+def pointwise(shapes: list, repeats: int) -> None:
+    """Time the pointwise convolutions of ``shapes``; print their share of sgemm."""
+    peak = sgemm_flops()
+    rates = []
+    for label, batch, channels, frames, _ in shapes:
+        x, w = torch.randn(batch, channels, frames), torch.randn(channels, channels, 1)
+        times = {"conv": [], "matmul": []}
+        for fn in (pointwise_conv, pointwise_matmul):
+            step_seconds(fn, x, w)  # warm-up
+        for _ in range(repeats):
+            times["conv"].append(step_seconds(pointwise_conv, x, w)[0])
+            times["matmul"].append(step_seconds(pointwise_matmul, x, w)[0])
+        flops = 3 * 2 * batch * channels * channels * frames  # forward + 2 grads
+        conv, matmul = (statistics.median(times[k]) for k in ("conv", "matmul"))
+        rates.append(flops / conv / peak)
+        print(
+            f"{label:20s} pointwise conv {flops / conv / 1e9:5.1f} GFLOP/s, matmul "
+            f"{flops / matmul / 1e9:5.1f}; sgemm {peak / 1e9:.1f} GFLOP/s"
+        )
+    share = statistics.median(rates)
+    print(f"RESULT pointwise_share_of_sgemm: {share:.3g} (target none)")
 
 
 if __name__ == "__main__":

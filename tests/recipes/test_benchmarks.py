@@ -214,4 +214,11 @@ def test_depthwise_quick(run_script):
     out = run_script("depthwise.py", "--quick")
     assert re.search(r"^quartznet_small B1 +K=13 conv +[\d.]+ ms \| shift x", out, re.M)
     found = results(out)
-    assert_numbers(found, ["depthwise_shift_speedup", "depthwise_shift_step_speedup"])
+    assert_numbers(
+        found,
+        [
+            "depthwise_shift_speedup",
+            "depthwise_shift_step_speedup",
+            "pointwise_share_of_sgemm",
+        ],
+    )
