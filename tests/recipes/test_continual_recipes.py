@@ -289,6 +289,50 @@ def test_adapter_run_trains_only_adapters_and_head(corpora, en_base, tmp_path):
     assert torch.allclose(trained, loaded, atol=1e-5)
 
 
+def test_adapters_in_another_language_and_its_english_score(
+    corpora, en_base, tmp_path, monkeypatch
+):
+    # Spanish from the English base with adapters: the base's encoder weights are
+    # kept, and the study scores the adapted encoder's English under the base's
+    # own head (study.evaluate.source_scores with encoder_only).
+    from xlt_plugin.study import evaluate
+
+    out = tmp_path / "es"
+    run_recipe(
+        [
+            REPO / "recipes" / "CommonVoice" / "hparams" / "es_xfer.yaml",
+            f"--data_folder={corpora('es', 10)}",
+            f"--pretrained_path={en_base / 'model'}",
+            f"--output_folder={out}",
+            "--batch_size=4",
+            "--number_of_epochs=1",
+            "--zero_shot_eval=False",
+            "--noprogressbar",
+            "--adapter_dim=4",
+        ]
+    )
+    base = load_pretrained(en_base / "model").encoder.state_dict()
+    adapted = load_pretrained(out / "model").encoder.state_dict()
+    _assert_states_equal(base, adapted)
+    assert any(".adapter." in k for k in adapted)
+    english = evaluate.source_scores(en_base, out, encoder_only=True)
+    assert english["utterances"] == evaluate.source_scores(en_base)["utterances"] > 0
+    # What was scored: the run's encoder, adapters included, under the base's
+    # head and tokens (not the Spanish ones).
+    scored = []
+    monkeypatch.setattr(
+        evaluate, "evaluate_manifest", lambda model, csv: scored.append(model)
+    )
+    evaluate.source_scores(en_base, out, encoder_only=True)
+    english_model, spanish = (
+        load_pretrained(en_base / "model"),
+        load_pretrained(out / "model"),
+    )
+    assert scored[0].tokens == english_model.tokens != spanish.tokens
+    _assert_states_equal(english_model.head.state_dict(), scored[0].head.state_dict())
+    assert any(".adapter." in k for k in scored[0].encoder.state_dict())
+
+
 # ------------------------------------------------- refused before any training
 _REQUIRED = {"lr": 0.1, "number_of_epochs": 1, "blank_index": 0, "pretrained_path": "b"}
 

@@ -230,17 +230,17 @@ def continual_study(tmp_path, monkeypatch):
     _study(tmp_path, "continual", runs, corpora={"en_medical": corpus})
     calls = []
 
-    def fake_scores(base_dir, run_dir=None):
+    def fake_scores(base_dir, run_dir=None, encoder_only=False):
         calls.append(run_dir)
-        wer = english[(run_dir or base_dir).name]
+        wer = english[(run_dir or base_dir).name] + (1000 if encoder_only else 0)
         return {"CER": wer / 4, "WER": wer, "utterances": 10}
 
     monkeypatch.setattr(own_sections, "source_scores", fake_scores)
-    return tmp_path, calls
+    return tmp_path, calls, runs, english
 
 
 def test_continual_section_table(continual_study):
-    folder, calls = continual_study
+    folder, calls, _, _ = continual_study
     text = write_report(folder).read_text(encoding="utf-8")
     assert "## Continuous learning" in text and "### en_medical (medical)" in text
     assert "## Remap remedies" not in text and "## 1. Languages" not in text
@@ -278,6 +278,34 @@ def test_continual_section_table(continual_study):
     write_report(folder)
     assert len(calls) == 1 + len(TASK) * 2
     assert json.loads((folder / "source_scores.json").read_text())["base_en"]["WER"]
+
+
+def test_continual_section_in_another_language(continual_study):
+    # Spanish from the English base: each encoder's English is scored under the
+    # base's head (the stand-in adds 1000 to such scores), and scratch, which
+    # has no English encoder, gets none.
+    folder, calls, runs, english = continual_study
+    for variant in ("full", "adapters", "scratch"):
+        for seed in (1, 2):
+            name = f"continual_es_{variant}_s{seed}"
+            runs.append(
+                _run(name, "continual", variant, data="es", language="es",
+                     seed=seed, base=None if variant == "scratch" else "base_en")
+            )  # fmt: skip
+            _metrics(folder / "runs" / name, {"test": (5.0 + seed, 20.0 + seed)})
+            (folder / "runs" / name / "model").mkdir()
+            (folder / "runs" / name / "model" / "config.json").write_text("{}")
+            english[name] = 30.0 + seed
+    corpus = {"locale": "en", "domain": "medical", "folder": str(folder / "none")}
+    _study(folder, "continual", runs, corpora={"en_medical": corpus})
+    text = write_report(folder).read_text(encoding="utf-8")
+    section = text.split("### es (es)")[1]
+    full = _rows(section, "full fine-tuning")[0]
+    assert full[1] == "21.5 ± 0.7" and full[3] == "1031.5 ± 0.7"
+    scratch = _rows(section, "from scratch (no base)")[0]
+    assert scratch[3] == "n/a" and scratch[4] == "n/a"
+    medical = _rows(text.split("### es (es)")[0], "full fine-tuning")[0]
+    assert medical[3] == "41.0 ± 1.4"  # the same-alphabet task: whole models
 
 
 def test_goal_line_without_a_method_meeting_it():

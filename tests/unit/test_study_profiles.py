@@ -127,14 +127,26 @@ def test_remap_shares_the_screening_runs():
 
 def test_continual_profile_definition():
     profile = PROFILES["continual"]()
-    assert len(profile.runs) == 1 + 3 * (1 + len(METHODS))
-    assert len(PROFILES["continual"](seeds=3).runs) == 1 + 3 * 3 * 8 == 73
+    spanish = ["full", "frozen_bn", "staged", "adapters"]
+    assert len(profile.runs) == 1 + 3 * (1 + len(METHODS)) + 1 + len(spanish)
+    assert len(PROFILES["continual"](seeds=3).runs) == 1 + 3 * (3 * 8 + 5) == 88
     runs = [r for r in profile.runs if r.task == "continual"]
-    assert {r.data for r in runs} == {"en_accents", "en_medical", "en_atc"}
+    assert {r.data for r in runs} == {"en_accents", "en_medical", "en_atc", "es"}
     for data in ("en_accents", "en_medical", "en_atc"):
         variants = [r.variant for r in runs if r.data == data]
         assert sorted(variants) == sorted(["scratch", *METHODS])
+    # Spanish: the methods that need no English head rows, no English corpus.
+    es = [r for r in runs if r.data == "es"]
+    assert sorted(r.variant for r in es) == sorted(["scratch", *spanish])
+    assert all(r.language == "es" and r.recipe == "CommonVoice" for r in es)
+    assert {r.hparams for r in es} == {"es_xfer.yaml", "es_scratch.yaml"}
+    assert not any("replay_data_folder" in r.overrides for r in es)
+    # The remap profiles' Spanish corpus: one --out shares it.
+    remap_es = next(c for c in PROFILES["remap"]().corpora if c.name == "es")
+    assert next(c for c in profile.corpora if c.name == "es") == remap_es
     for run in runs:
+        if run.data == "es":
+            continue
         if run.variant == "scratch":
             assert run.base is None and run.hparams == "scratch.yaml"
             assert run.overrides["encoder_preset"] == XLT_BASE_PRESET
@@ -201,7 +213,7 @@ def test_estimates_and_run_counts():
     assert estimate(PROFILES["remap"]())["hours"] < 5
     assert estimate(PROFILES["continual"](seeds=3))["hours"] < 5
     line = describe(PROFILES["continual"]())
-    assert line.startswith("Profile continual: 25 runs (1 bases)")
+    assert line.startswith("Profile continual: 30 runs (1 bases)")
     assert "no CPU estimate" in describe(PROFILES["gpu"]())
     # A rehearsal run costs more: its epochs carry the replayed clips too.
     profile = PROFILES["continual"]()

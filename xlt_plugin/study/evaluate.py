@@ -81,13 +81,18 @@ def forgetting(base_dir: Path, xfer_dir: Path) -> dict:
     return {"before": before, "after": after}
 
 
-def source_scores(base_dir: Path, run_dir: Path | None = None) -> dict:
-    """Greedy CER/WER of a run's whole model on its base's own test manifest.
+def source_scores(
+    base_dir: Path, run_dir: Path | None = None, encoder_only: bool = False
+) -> dict:
+    """Greedy CER/WER of a run's model on its base's own test manifest.
 
     For adaptation within the source's alphabet (accents, domains), where the
     adapted model keeps the base's head rows: its English after adapting, with
-    whatever it carries (adapters, averaged weights). The recipes score only
-    their own test sets, so this runs the exported model (``model/``) here.
+    whatever it carries (adapters, averaged weights). For a transfer to another
+    language (``encoder_only``), the run's encoder (adapters included) under the
+    base's own head, tokens, features and normalisation, as :func:`forgetting`
+    does. The recipes score only their own test sets, so this runs the exported
+    models (``model/``) here.
 
     Arguments
     ---------
@@ -95,6 +100,8 @@ def source_scores(base_dir: Path, run_dir: Path | None = None) -> dict:
         Output folder of the base run (its ``save/test.csv`` is the test set).
     run_dir : Path, optional
         Output folder of the adapted run; None scores the base itself.
+    encoder_only : bool
+        Score the run's encoder under the base's head (another language's run).
 
     Returns
     -------
@@ -104,5 +111,11 @@ def source_scores(base_dir: Path, run_dir: Path | None = None) -> dict:
     from xlt_plugin.pretrained import load_pretrained
 
     test_csv = Path(base_dir) / "save" / "test.csv"
-    model = load_pretrained(model_dir(run_dir or base_dir))
+    if run_dir is None:
+        return evaluate_manifest(load_pretrained(model_dir(base_dir)), test_csv)
+    model = load_pretrained(model_dir(run_dir))
+    if encoder_only:
+        base = load_pretrained(model_dir(base_dir))
+        base.encoder = model.encoder  # a module swap: adapters come along
+        model = base
     return evaluate_manifest(model, test_csv)

@@ -319,21 +319,25 @@ def _target(study: Study, run: dict, key: str) -> float | None:
     return statistics.mean(t[key] for t in chosen.values()) if chosen else None
 
 
-def _source(study: Study, run_name: str, base: str) -> dict:
+def _source(study: Study, run_name: str, base: str, encoder_only=False) -> dict:
     """The run's (or base's) scores on the base's English test set, cached.
 
     Kept in ``source_scores.json`` of the study folder, keyed by the run's
-    model and the base's test manifest times, so a rerun of the report
-    evaluates only what changed.
+    model, the base's test manifest times and the way it is scored, so a rerun
+    of the report evaluates only what changed. ``encoder_only``: the run's
+    encoder under the base's head (a run in another language).
     """
     cache_path = study.folder / "source_scores.json"
     cache = read_json(cache_path) or {}
     model = model_dir(study.path(run_name)) / "config.json"
     test_csv = study.path(base) / "save" / "test.csv"
     stamp = f"{model.stat().st_mtime_ns}:{test_csv.stat().st_mtime_ns}:{base}"
+    stamp += ":encoder" if encoder_only else ""
     if cache.get(run_name, {}).get("stamp") != stamp:
         scores = source_scores(
-            study.path(base), None if run_name == base else study.path(run_name)
+            study.path(base),
+            None if run_name == base else study.path(run_name),
+            encoder_only=encoder_only,
         )
         cache[run_name] = {**scores, "stamp": stamp}
         cache_path.write_text(json.dumps(cache, indent=1) + "\n", encoding="utf-8")
@@ -413,6 +417,10 @@ def _continual_task(
     groups = {m: [r for r in runs if r["variant"] == m] for m in methods}
     scores = {}  # method -> lists of target WER, target CER, English WER, CER
     base_runs = study.select(name=base)
+    # Another language: each encoder is scored under the base's English head, and
+    # scratch (no English encoder to keep) has no English column.
+    base_language = base_runs[0].get("language") if base_runs else None
+    other_language = any(r.get("language") != base_language for r in runs)
     full = groups.get("full", [])
     if base_runs:
         english = _source(study, base, base)
@@ -424,7 +432,13 @@ def _continual_task(
             [english["CER"]],
         )
     for method, group in groups.items():
-        sources = [_source(study, r["name"], base) for r in group]
+        if other_language and method == "scratch":
+            sources = []
+        else:
+            sources = [
+                _source(study, r["name"], base, encoder_only=other_language)
+                for r in group
+            ]
         scores[method] = (
             [_target(study, r, "WER") for r in group],
             [_target(study, r, "CER") for r in group],
