@@ -435,7 +435,7 @@ def study(parser: argparse.ArgumentParser) -> Runner:
         "--seeds",
         type=int,
         default=None,
-        help="seeds per run (full, bases, remap*, continual*; default: the "
+        help="seeds per run (full, bases*, remap*, continual*; default: the "
         "profile's own: 3 for the remap profiles, 2 for bases, else 1)",
     )
 

@@ -369,6 +369,32 @@ def test_bases_section_does_not_hold_within_seed_noise(tmp_path):
     assert "- **Does not hold here**: English test CER strictly decreases" in text
 
 
+def test_bases_sections_per_language(tmp_path):
+    # An English and a Mandarin ladder in one study: a section and a verdict each.
+    runs = []
+    ladders = {
+        "en": {"quartznet_tiny": [53.0, 54.0], "quartznet_mini": [45.0, 46.0]},
+        "zh-CN": {"quartznet_tiny": [30.0, 31.0], "quartznet_mini": [33.0, 34.0]},
+    }
+    for language, cers in ladders.items():
+        prefix = "bases" if language == "en" else "bases_zh"
+        for preset, values in cers.items():
+            for seed, cer in enumerate(values, start=1):
+                name = f"{prefix}_{preset}_s{seed}"
+                run = _run(name, "bases", preset, data=language, language=language,
+                           size=preset, seed=seed)  # fmt: skip
+                runs.append(run)
+                _metrics(tmp_path / "runs" / name, {"test": (cer, 2 * cer)})
+    _study(tmp_path, "bases", runs)
+    text = write_report(tmp_path).read_text(encoding="utf-8")
+    english, mandarin = text.split("## Mandarin bases by size")
+    assert "## English bases by size" in english
+    assert len(_rows(english, "`quartznet_mini`")) == 1
+    assert "- **Holds here**: English test CER strictly decreases" in text
+    assert "- **Does not hold here**: Mandarin test CER strictly decreases" in text
+    assert "`quartznet_mini` vs `quartznet_tiny`: CER lower by -3.0" in mandarin
+
+
 # ------------------------------------------------------------------ publishing
 def test_report_publish_copies_the_report_and_refreshes_the_readme(tmp_path):
     from xlt_plugin.cli import main

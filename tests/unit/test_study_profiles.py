@@ -16,6 +16,7 @@ from xlt_plugin.lobes.quartznet import QuartzNet
 from xlt_plugin.resources import recipes_folder
 from xlt_plugin.study.estimates import describe, estimate, run_seconds
 from xlt_plugin.study.own_profiles import (
+    BASE_LADDER,
     CLIP_SECONDS,
     EN_BASE,
     REMAP_CHOSEN,
@@ -26,7 +27,15 @@ from xlt_plugin.study.profiles import PROFILES, SEEDED
 from xlt_plugin.study.runner import command
 from xlt_plugin.study.spec import corpus_ref
 
-OWN = ("bases", "remap_screen", "remap", "continual", "remap_tiny", "continual_tiny")
+OWN = (
+    "bases",
+    "bases_zh",
+    "remap_screen",
+    "remap",
+    "continual",
+    "remap_tiny",
+    "continual_tiny",
+)
 METHODS = ["full", "frozen_bn", "staged", "replay25", "replay50", "average", "adapters"]
 
 
@@ -223,3 +232,11 @@ def test_estimates_and_run_counts():
         if r.data == "en_medical"
     }
     assert seconds["full"] < seconds["replay25"] < seconds["replay50"]
+
+
+def test_mandarin_ladder_shares_the_remap_profiles_corpus():
+    profile = PROFILES["bases_zh"]()
+    remap_zh = next(c for c in PROFILES["remap"]().corpora if c.name == "zh-CN")
+    assert profile.corpora == [remap_zh]
+    assert [r.size for r in profile.runs[:3]] == list(BASE_LADDER)
+    assert all(r.recipe == "MandarinBase" and r.task == "bases" for r in profile.runs)

@@ -435,6 +435,18 @@ BASE_LADDER = ("quartznet_tiny", "quartznet_mini", "quartznet_small")
 BASE_LADDER_TRAINING = {"number_of_epochs": 40, "lr": 0.005, "augment": False}
 
 
+def _ladder(prefix: str, recipe: str, data: str, language: str, seeds: int) -> list:
+    """The runs of :data:`BASE_LADDER` on ``data``, seed 1 of every size first."""
+    return [
+        Run(f"{prefix}_{preset}_s{seed}", recipe, "quartznet_small.yaml", data,
+            "bases", preset, language=language, size=preset, seed=seed,
+            overrides={**BASE_LADDER_TRAINING, "encoder_preset": preset,
+                       "seed": seed})
+        for seed in range(1, seeds + 1)
+        for preset in BASE_LADDER
+    ]  # fmt: skip
+
+
 def bases_profile(seeds: int = 2, utterances: int = 1500) -> Profile:
     """English bases of growing size on one realistic corpus, with seeds.
 
@@ -461,21 +473,44 @@ def bases_profile(seeds: int = 2, utterances: int = 1500) -> Profile:
         "en", "en", utterances, seed=CORPUS_SEEDS["en"], accents=BASE_ACCENTS,
         conditions=REALISTIC,
     )  # fmt: skip
-    runs = [
-        Run(f"bases_{preset}_s{seed}", "EnglishBase", "quartznet_small.yaml", "en",
-            "bases", preset, language="en", size=preset, seed=seed,
-            overrides={**BASE_LADDER_TRAINING, "encoder_preset": preset,
-                       "seed": seed})
-        for seed in range(1, seeds + 1)
-        for preset in BASE_LADDER
-    ]  # fmt: skip
     return Profile(
         "bases",
         [corpus],
-        runs,
+        _ladder("bases", "EnglishBase", "en", "en", seeds),
         description=(
             f"Bases profile (issue 12): {', '.join(BASE_LADDER)} on {utterances} "
             "realistic English clips, "
+            + ", ".join(f"{k} {v}" for k, v in BASE_LADDER_TRAINING.items())
+            + f", {seeds} seeds."
+        ),
+    )
+
+
+def bases_zh_profile(seeds: int = 2) -> Profile:
+    """Mandarin bases of growing size (the Cantonese source), with seeds.
+
+    The ladder of :func:`bases_profile` on the remap profiles' realistic Mandarin
+    corpus (3,000 clips of 300-word text: one ``--out`` shares it), through the
+    MandarinBase recipe.
+
+    Example
+    -------
+    >>> profile = bases_zh_profile()
+    >>> profile.runs[0].name, profile.runs[0].recipe, len(profile.runs)
+    ('bases_zh_quartznet_tiny_s1', 'MandarinBase', 6)
+    """
+    scale = Scale()
+    corpus = Corpus(
+        "zh-CN", "zh-CN", scale.zh_utterances, seed=CORPUS_SEEDS["zh-CN"],
+        vocab_size=300, conditions=REALISTIC,
+    )  # fmt: skip
+    return Profile(
+        "bases_zh",
+        [corpus],
+        _ladder("bases_zh", "MandarinBase", "zh-CN", "zh-CN", seeds),
+        description=(
+            f"Mandarin bases profile (issue 12): {', '.join(BASE_LADDER)} on "
+            f"{scale.zh_utterances} realistic Mandarin clips, "
             + ", ".join(f"{k} {v}" for k, v in BASE_LADDER_TRAINING.items())
             + f", {seeds} seeds."
         ),

@@ -61,18 +61,36 @@ def _remap_label(study: Study, run: dict) -> str:
     return f"{run['variant']} ({what})" if what else run["variant"]
 
 
+#: Section titles of the base ladders, by the bases' language.
+LANGUAGE_NAMES = {"en": "English", "zh-CN": "Mandarin"}
+
+
 def _bases_section(study: Study, verdicts: list) -> list[str]:
-    """Issue 12: English test CER of bases of growing size, over seeds.
+    """Issue 12: test CER of bases of growing size, over seeds, per language.
 
     The claim holds only where each larger base beats the next smaller one by
     more than twice the standard error of the seed means (:func:`compare_seeds`).
     """
-    lines = ["## English bases by size", ""]
-    runs = study.select(task="bases")
+    planned = [r for r in study.manifest["runs"] if r["task"] == "bases"]
+    languages = list(dict.fromkeys(r.get("language", "en") for r in planned))
+    lines = []
+    for language in languages or ["en"]:
+        name = LANGUAGE_NAMES.get(language, language)
+        sizes = list(dict.fromkeys(r["size"] for r in planned
+                                   if r.get("language", "en") == language))  # fmt: skip
+        runs = [
+            r for r in study.select(task="bases") if r.get("language", "en") == language
+        ]
+        lines += _ladder_section(study, name, sizes, runs, verdicts)
+    return lines
+
+
+def _ladder_section(
+    study: Study, name: str, sizes: list, runs: list, verdicts: list
+) -> list[str]:
+    lines = [f"## {name} bases by size", ""]
     if not runs:
         return lines + ["No base runs finished.", ""]
-    sizes = list(dict.fromkeys(r["size"] for r in study.manifest["runs"]
-                               if r["task"] == "bases"))  # fmt: skip
     cer, rows = {}, []
     for size in sizes:
         group = [r for r in runs if r["size"] == size]
@@ -106,7 +124,7 @@ def _bases_section(study: Study, verdicts: list) -> list[str]:
         )
     lines.append("")
     text = (
-        "English test CER strictly decreases with base size ("
+        f"{name} test CER strictly decreases with base size ("
         + ", ".join(
             f"{s} {_mean_std([v for v in cer[s] if v is not None])}" for s in measured
         )

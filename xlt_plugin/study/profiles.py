@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from xlt_plugin.study.own_profiles import (
     bases_profile,
+    bases_zh_profile,
     continual_profile,
     continual_tiny_profile,
     remap_profile,
@@ -395,6 +396,7 @@ def gpu_profile() -> Profile:
 
 PROFILES = {
     "bases": bases_profile,
+    "bases_zh": bases_zh_profile,
     "continual": continual_profile,
     "continual_tiny": continual_tiny_profile,
     "demo": demo_profile,
@@ -409,6 +411,6 @@ PROFILES = {
 #: Profiles whose builder takes ``seeds`` (``xlt study --seeds N``); called
 #: without it, each uses its own default (remap 3, bases 2, the others 1).
 SEEDED = {
-    "bases", "continual", "continual_tiny", "full", "remap", "remap_screen",
+    "bases", "bases_zh", "continual", "continual_tiny", "full", "remap", "remap_screen",
     "remap_tiny",
 }  # fmt: skip
