@@ -395,6 +395,32 @@ def test_bases_sections_per_language(tmp_path):
     assert "`quartznet_mini` vs `quartznet_tiny`: CER lower by -3.0" in mandarin
 
 
+def test_difficulty_section(tmp_path):
+    cers = {  # (conditions, size, variant) -> test CER per seed
+        ("clean", "10min", "scratch"): [40.0, 42.0],
+        ("clean", "10min", "xfer"): [20.0, 21.0],
+        ("realistic", "10min", "scratch"): [95.0, 96.0],
+        ("realistic", "10min", "xfer"): [70.0, 75.0],
+    }
+    runs, corpora = [], {}
+    for (conditions, size, variant), values in cers.items():
+        data = f"es_{conditions}_{size}"
+        corpora[data] = {"conditions": conditions, "folder": str(tmp_path / "none")}
+        for seed, cer in enumerate(values, start=1):
+            name = f"difficulty_es_{conditions}_{size}_{variant}_s{seed}"
+            runs.append(_run(name, "difficulty", variant, data=data, size=size,
+                             seed=seed))  # fmt: skip
+            _metrics(tmp_path / "runs" / name, {"test": (cer, 2 * cer)})
+    _study(tmp_path, "difficulty", runs, corpora=corpora)
+    text = write_report(tmp_path).read_text(encoding="utf-8")
+    assert "## Clean vs realistic speech (Spanish)" in text
+    assert _rows(text, "clean")[0][1:4] == ["10min", "41.0 ± 1.4", "20.5 ± 0.7"]
+    assert _rows(text, "realistic")[0][1:4] == ["10min", "95.5 ± 0.7", "72.5 ± 3.5"]
+    assert (
+        "- **Holds here**: Spanish, realistic, 10min: transfer (test CER 72.5)" in text
+    )
+
+
 # ------------------------------------------------------------------ publishing
 def test_report_publish_copies_the_report_and_refreshes_the_readme(tmp_path):
     from xlt_plugin.cli import main

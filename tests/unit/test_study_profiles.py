@@ -193,7 +193,7 @@ def test_staged_plan_fits_the_base_encoder():
     assert len(plan.frozen_names(model, 3)) < len(plan.frozen_names(model, 1))
 
 
-@pytest.mark.parametrize("name", OWN)
+@pytest.mark.parametrize("name", [*OWN, "difficulty"])
 def test_overrides_name_keys_of_their_yamls(name, tmp_path):
     """Every override is a top-level key of the run's YAML (a recipe refuses any
     other: ``--x is not a key``), and a corpus named by one becomes its folder."""
@@ -240,3 +240,24 @@ def test_mandarin_ladder_shares_the_remap_profiles_corpus():
     assert profile.corpora == [remap_zh]
     assert [r.size for r in profile.runs[:3]] == list(BASE_LADDER)
     assert all(r.recipe == "MandarinBase" and r.task == "bases" for r in profile.runs)
+
+
+def test_difficulty_profile_pairs_clean_and_realistic_corpora():
+    profile = PROFILES["difficulty"](seeds=2)
+    corpora = {c.name: c for c in profile.corpora}
+    pairs = {"en": "en_clean", "es": "es_clean", "es_10min": "es_clean_10min"}
+    for name, clean_name in pairs.items():  # the same sentences, other acoustics
+        realistic, clean = corpora[name], corpora[clean_name]
+        assert realistic.conditions == "realistic" and clean.conditions == "clean"
+        same = ("seed", "utterances", "train_utterances", "vocab_size")
+        assert [getattr(realistic, k) for k in same] == [
+            getattr(clean, k) for k in same
+        ]
+    remap = {c.name: c for c in PROFILES["remap"]().corpora}
+    assert corpora["en"] == remap["en"] and corpora["es"] == remap["es"]
+    runs = [r for r in profile.runs if r.task == "difficulty"]
+    assert len(runs) == 2 * 2 * 2 * 2  # conditions x sizes x variants x seeds
+    bases = {r.base for r in runs if r.variant == "xfer"}
+    assert bases == {EN_BASE, "base_en_clean"}
+    clean_base = next(r for r in profile.runs if r.name == "base_en_clean")
+    assert clean_base.data == "en_clean"

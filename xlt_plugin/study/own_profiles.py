@@ -515,3 +515,70 @@ def bases_zh_profile(seeds: int = 2) -> Profile:
             + f", {seeds} seeds."
         ),
     )
+
+
+# -------------------------------------------------------------- difficulty
+def difficulty_profile(seeds: int = 2) -> Profile:
+    """How much harder the realistic corpus is: Spanish, clean vs realistic.
+
+    Spanish from scratch and transferred from an English base at 10 minutes and
+    all of the training data, once on clean corpora (and a clean English base)
+    and once on realistic ones (the remap profiles' corpora and ``base_en``: one
+    ``--out`` shares them). Both sides read the same sentences: the 10-minute
+    subset is the same 139 training clips in both (shorter when clean), so only
+    the acoustics differ. ``seeds`` seeds each (issue 12's difficulty table).
+
+    Example
+    -------
+    >>> profile = difficulty_profile(seeds=1)
+    >>> sorted({r.name for r in profile.runs if r.task == "difficulty"})[:2]
+    ['difficulty_es_clean_10min_scratch_s1', 'difficulty_es_clean_10min_xfer_s1']
+    >>> len(profile.runs)
+    10
+    """
+    scale = Scale()
+    clips = scale.subset("es", "10min")
+    en, base = _english(scale)
+    en_clean = Corpus("en_clean", "en", scale.base_utterances, seed=CORPUS_SEEDS["en"],
+                      accents=BASE_ACCENTS)  # fmt: skip
+    base_clean = Run("base_en_clean", "EnglishBase", "quartznet_small.yaml",
+                     "en_clean", "base", XLT_BASE_PRESET,
+                     overrides=base.overrides, language="en")  # fmt: skip
+    corpora, runs = [en, en_clean], [base, base_clean]
+    sides = ((REALISTIC, "", EN_BASE), ("clean", "_clean", "base_en_clean"))
+    for conditions, suffix, _ in sides:
+        full = f"es{suffix}"
+        corpora += [
+            Corpus(full, "es", scale.target_utterances, seed=CORPUS_SEEDS["es"],
+                   vocab_size=3000, conditions=conditions),
+            Corpus(f"{full}_10min", "es", subset_of=full, vocab_size=3000,
+                   conditions=conditions, train_utterances=clips),
+        ]  # fmt: skip
+    for seed in range(1, seeds + 1):
+        for conditions, suffix, base_name in sides:
+            for label in ("10min", "all"):
+                data = f"es{suffix}" if label == "all" else f"es{suffix}_10min"
+                epochs = {"number_of_epochs": scale.epochs[label], **scale.extra}
+                for variant, hparams in (
+                    ("scratch", "es_scratch.yaml"),
+                    ("xfer", "es_xfer.yaml"),
+                ):
+                    over = {**epochs, "seed": seed}
+                    if variant == "scratch":
+                        over["encoder_preset"] = XLT_BASE_PRESET
+                    runs.append(
+                        Run(f"difficulty_es_{conditions}_{label}_{variant}_s{seed}",
+                            "CommonVoice", hparams, data, "difficulty", variant,
+                            base=None if variant == "scratch" else base_name,
+                            overrides=over, language="es", size=label, seed=seed)
+                    )  # fmt: skip
+    return Profile(
+        "difficulty",
+        corpora,
+        runs,
+        description=(
+            "Difficulty (issue 12): Spanish from scratch and from an English "
+            f"{XLT_BASE_PRESET} base at 10 minutes and all of the data, clean vs "
+            f"realistic corpora, {seeds} seeds."
+        ),
+    )

@@ -583,3 +583,57 @@ def _goal_line(numbers: dict, english, target, full) -> str:
         return head + ", ".join(text(m) for m in both) + "."
     rest = ", ".join(text(m) for m in candidates) or "no method measured"
     return head + f"none. The methods: {rest}."
+
+
+def _difficulty_section(study: Study, verdicts: list) -> list[str]:
+    """Issue 12: Spanish test CER, clean vs realistic, scratch vs transfer."""
+    lines = ["## Clean vs realistic speech (Spanish)", ""]
+    runs = study.select(task="difficulty")
+    if not runs:
+        return lines + ["No difficulty runs finished.", ""]
+    corpora = study.manifest["corpora"]
+    lines += [
+        "Test CER in %, mean ± standard deviation over seeds. Both sides read the "
+        "same sentences (the 10-minute subset is the same clips, shorter when "
+        "clean); only the acoustics differ. Transfer: from an English base "
+        "trained on the English corpus of the same conditions.",
+        "",
+    ]
+    rows = []
+    for conditions in ("clean", "realistic"):
+        for size in ("10min", "all"):
+            cells = {}
+            for variant in ("scratch", "xfer"):
+                group = [
+                    r
+                    for r in runs
+                    if r["size"] == size
+                    and r["variant"] == variant
+                    and corpora.get(r["data"], {}).get("conditions") == conditions
+                ]
+                cells[variant] = [study.final(r) for r in group]
+            if not any(cells.values()):
+                continue
+            d = compare_seeds(cells["xfer"], cells["scratch"])
+            rows.append(
+                [
+                    conditions,
+                    size,
+                    _mean_std(cells["scratch"]),
+                    _mean_std(cells["xfer"]),
+                    _diff_text(d),
+                ]
+            )
+            verdicts.append(
+                _evidence(
+                    d,
+                    f"Spanish, {conditions}, {size}: transfer (test CER "
+                    f"{_fmt(_mean([v for v in cells['xfer'] if v is not None]))}) "
+                    "beats scratch ("
+                    f"{_fmt(_mean([v for v in cells['scratch'] if v is not None]))}).",
+                )
+            )
+    lines += _table(
+        ["corpus", "training data", "scratch", "transfer", "transfer - scratch"], rows
+    )
+    return lines

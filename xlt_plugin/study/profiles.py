@@ -15,6 +15,7 @@ from xlt_plugin.study.own_profiles import (
     bases_zh_profile,
     continual_profile,
     continual_tiny_profile,
+    difficulty_profile,
     remap_profile,
     remap_screen_profile,
     remap_tiny_profile,
@@ -397,6 +398,7 @@ def gpu_profile() -> Profile:
 PROFILES = {
     "bases": bases_profile,
     "bases_zh": bases_zh_profile,
+    "difficulty": difficulty_profile,
     "continual": continual_profile,
     "continual_tiny": continual_tiny_profile,
     "demo": demo_profile,
@@ -411,6 +413,6 @@ PROFILES = {
 #: Profiles whose builder takes ``seeds`` (``xlt study --seeds N``); called
 #: without it, each uses its own default (remap 3, bases 2, the others 1).
 SEEDED = {
-    "bases", "bases_zh", "continual", "continual_tiny", "full", "remap", "remap_screen",
-    "remap_tiny",
+    "bases", "bases_zh", "continual", "continual_tiny", "difficulty", "full",
+    "remap", "remap_screen", "remap_tiny",
 }  # fmt: skip

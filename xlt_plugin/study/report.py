@@ -36,6 +36,7 @@ from xlt_plugin.study.markdown import _fmt, _mean_std, _table, _variant_label
 from xlt_plugin.study.own_sections import (
     _bases_section,
     _continual_section,
+    _difficulty_section,
     _remap_section,
 )
 from xlt_plugin.study.reader import (
@@ -505,7 +506,9 @@ def write_report(study_dir: str | Path) -> Path:
     figures = study.folder / "figures"
     figures.mkdir(exist_ok=True)
     tasks = {run["task"] for run in study.manifest["runs"]}
-    own = [task for task in ("bases", "remap", "continual") if task in tasks]
+    own = [
+        task for task in ("bases", "difficulty", "remap", "continual") if task in tasks
+    ]
     # A profile of only the plugin's own measurements has none of the paper's
     # sections (they would all read "no runs"); every other profile has them all.
     paper = not own or bool(tasks & PAPER_TASKS)
@@ -522,6 +525,8 @@ def write_report(study_dir: str | Path) -> Path:
     plugin_verdicts: list[str] = []
     if "bases" in own:
         body += _bases_section(study, plugin_verdicts)
+    if "difficulty" in own:
+        body += _difficulty_section(study, plugin_verdicts)
     if "remap" in own:
         body += _remap_section(study, plugin_verdicts)
     if "continual" in own:
