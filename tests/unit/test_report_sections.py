@@ -50,7 +50,7 @@ def _metrics(folder, tests, zero=None, dev1=50.0, seconds=10.0, trainable=(1000,
                               "trainable_params": params})  # fmt: skip
         cer = dev1 if epoch == 1 else dev1 / 2
         append_metrics(path, {"epoch": epoch, "stage": "valid", "CER": cer,
-                              "WER": 2 * cer})  # fmt: skip
+                              "WER": 2 * cer, "elapsed": seconds * epoch})  # fmt: skip
     for name, (cer, wer) in tests.items():
         append_metrics(path, {"epoch": 2, "stage": "test", "CER": cer, "WER": wer,
                               "test_set": name, "zero_shot": False})  # fmt: skip
@@ -419,6 +419,32 @@ def test_difficulty_section(tmp_path):
     assert (
         "- **Holds here**: Spanish, realistic, 10min: transfer (test CER 72.5)" in text
     )
+
+
+def test_convergence_with_seeds(tmp_path):
+    # Scratch's dev CER 90 -> 45 in both seeds; transfer is below 45 after one
+    # epoch in both: 1 epoch vs 2, every seed alike (SE 0): holds.
+    runs = []
+    for variant, dev1 in (("scratch", 90.0), ("xfer", 40.0)):
+        for seed in (1, 2):
+            name = f"language_es_{variant}_s{seed}"
+            base = None if variant == "scratch" else "base_small"
+            runs.append(
+                _run(name, "language", variant, data="es", seed=seed, base=base)
+            )
+            _metrics(tmp_path / "runs" / name, {"test": (10.0, 40.0)}, dev1=dev1)
+    _study(tmp_path, "demo", runs)
+    text = write_report(tmp_path).read_text(encoding="utf-8")
+    row = _rows(text, "language (es)")[0]
+    # target, scratch epochs, transfer epochs, ratio, ..., seeds
+    assert row[1:5] == ["45.0 ± 0.0", "2.0 ± 0.0", "1.0 ± 0.0", "0.50 ± 0.00"]
+    assert row[-1] == "2"
+    assert (
+        "- **Holds here**: language (es): transfer reaches each seed's scratch best "
+        "dev CER in 1.0 epochs vs 2.0 for scratch (2 seeds; mean ratio 0.50)."
+    ) in text
+    figure = tmp_path / "figures" / "convergence_language_es.png"
+    assert figure.stat().st_size > 5000
 
 
 # ------------------------------------------------------------------ publishing

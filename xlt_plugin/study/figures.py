@@ -41,14 +41,42 @@ def _save(plt, fig, path: Path) -> Path:
     return path
 
 
-def convergence_figure(curves: Iterable[Curve], title: str, path: Path) -> Path:
+def _band(ax, curves: list[list[dict]], x: str, label: str) -> None:
+    """Mean dev CER over seeds per epoch, with the seeds' range shaded.
+
+    One curve: a plain line. Epochs that not every seed reached (an early stop)
+    are left out of the mean. On the seconds axis each point sits at the seeds'
+    mean time for that epoch.
+    """
+    if len(curves) == 1:
+        _plot(ax, curves[0], x, label)
+        return
+    by_epoch: dict[int, list[dict]] = {}
+    for curve in curves:
+        for record in curve:
+            by_epoch.setdefault(record["epoch"], []).append(record)
+    epochs = [e for e in sorted(by_epoch) if len(by_epoch[e]) == len(curves)]
+    xs = [sum(r[x] for r in by_epoch[e]) / len(curves) for e in epochs]
+    cers = [[r["CER"] for r in by_epoch[e]] for e in epochs]
+    means = [sum(c) / len(c) for c in cers]
+    (line,) = ax.plot(xs, means, marker="o", label=f"{label} ({len(curves)} seeds)")
+    ax.fill_between(
+        xs, [min(c) for c in cers], [max(c) for c in cers], alpha=0.2,
+        color=line.get_color(), linewidth=0,
+    )  # fmt: skip
+
+
+def convergence_figure(
+    curves: Iterable[tuple[str, list[list[dict]]]], title: str, path: Path
+) -> Path:
     """Dev CER per epoch (left) and per training second (right), one line a run.
 
     Arguments
     ---------
-    curves : iterable of (str, list of dict)
-        Legend label and validation curve (records with ``epoch``,
-        ``elapsed`` and ``CER``) of each run.
+    curves : iterable of (str, list of list of dict)
+        Legend label and the validation curves (records with ``epoch``,
+        ``elapsed`` and ``CER``) of its seeds: with several, the line is their
+        mean and a band spans their range.
     title : str
         The figure's title.
     path : Path
@@ -57,12 +85,22 @@ def convergence_figure(curves: Iterable[Curve], title: str, path: Path) -> Path:
     Returns
     -------
     Path
+
+    Example
+    -------
+    >>> def curve(cers, step):
+    ...     return [{"epoch": i + 1, "elapsed": step * (i + 1), "CER": c}
+    ...             for i, c in enumerate(cers)]
+    >>> seeds = [curve([90, 50, 30], 10.0), curve([95, 60, 34], 11.0)]
+    >>> path = getfixture("tmp_path") / "c.png"
+    >>> convergence_figure([("scratch", seeds)], "es", path).stat().st_size > 1000
+    True
     """
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for label, curve in curves:
-        _plot(axes[0], curve, "epoch", label)
-        _plot(axes[1], curve, "elapsed", label)
+    for label, seeds in curves:
+        _band(axes[0], seeds, "epoch", label)
+        _band(axes[1], seeds, "elapsed", label)
     _axes(axes[0], "epoch")
     _axes(axes[1], "training seconds")
     axes[0].legend(fontsize=8)

@@ -75,8 +75,9 @@ def convergence_ratio(xfer: list[dict], scratch: list[dict]) -> dict:
     -------
     dict
         ``target`` (scratch's best dev CER), ``scratch_epochs``, ``xfer_epochs``
-        (None when never reached), ``ratio``, and ``scratch_seconds``,
-        ``xfer_seconds``, ``seconds_ratio`` (None without ``elapsed``).
+        (None when never reached), ``ratio``, ``xfer_trained`` (the transfer's
+        validated epochs), and ``scratch_seconds``, ``xfer_seconds``,
+        ``seconds_ratio`` (None without ``elapsed``).
 
     Example
     -------
@@ -90,10 +91,11 @@ def convergence_ratio(xfer: list[dict], scratch: list[dict]) -> dict:
     (0.6666666666666666, 1.3333333333333333)
     """
     keys = ("target", "scratch_epochs", "xfer_epochs", "ratio")
-    keys += ("scratch_seconds", "xfer_seconds", "seconds_ratio")
+    keys += ("scratch_seconds", "xfer_seconds", "seconds_ratio", "xfer_trained")
     result = dict.fromkeys(keys)
     if not xfer or not scratch:
         return result
+    result["xfer_trained"] = len(xfer)
     target = min(r["CER"] for r in scratch)
     scratch_epochs = epochs_to_reach(scratch, target)
     xfer_epochs = epochs_to_reach(xfer, target)

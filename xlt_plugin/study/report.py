@@ -31,6 +31,7 @@ from xlt_plugin.runs import (
     zero_shot_tests,
 )
 from xlt_plugin.study.evaluate import forgetting
+from xlt_plugin.study.evidence import _evidence, compare_seeds
 from xlt_plugin.study.figures import convergence_figure, dev_cer_figure
 from xlt_plugin.study.markdown import _fmt, _mean_std, _table, _variant_label
 from xlt_plugin.study.own_sections import (
@@ -300,44 +301,56 @@ def _convergence_section(study: Study, figures: Path, verdicts: list) -> list[st
             tasks.append(key)
     for task, data in tasks:
         runs = {
-            v: study.select(task=task, data=data, variant=v, seed=1)
+            v: study.select(task=task, data=data, variant=v)
             for v in ("scratch", "xfer_none", "xfer")
         }
         if not runs["scratch"] or not runs["xfer"]:
             continue
-        curves = {
-            v: valid_curve(study.records[r[0]["name"]]) for v, r in runs.items() if r
-        }
-        ratio = convergence_ratio(curves["xfer"], curves["scratch"])
+        seeds = {v: {r["seed"]: r for r in group} for v, group in runs.items()}
+        # Each transfer seed against the scratch run of the same seed.
+        paired = sorted(set(seeds["xfer"]) & set(seeds["scratch"]))
+        ratios = [
+            convergence_ratio(
+                valid_curve(study.records[seeds["xfer"][seed]["name"]]),
+                valid_curve(study.records[seeds["scratch"][seed]["name"]]),
+            )
+            for seed in paired
+        ]
+        if not ratios:
+            continue
+
+        def column(key, ratios=ratios):
+            return [r[key] for r in ratios if r[key] is not None]
+
+        never = sum(r["xfer_epochs"] is None for r in ratios)
+        reached = _mean_std(column("xfer_epochs")) + (f", {never} never" * bool(never))
         rows.append(
             [
                 f"{task} ({data})",
-                _fmt(ratio["target"]),
-                _fmt(ratio["scratch_epochs"]),
-                _fmt(ratio["xfer_epochs"]) if ratio["xfer_epochs"] else "never",
-                _fmt(ratio["ratio"], 2),
-                _fmt(ratio["scratch_seconds"]),
-                _fmt(ratio["xfer_seconds"]) if ratio["xfer_seconds"] else "never",
-                _fmt(ratio["seconds_ratio"], 2),
+                _mean_std(column("target")),
+                _mean_std(column("scratch_epochs")),
+                reached,
+                _mean_std_2(column("ratio")),
+                _mean_std(column("scratch_seconds")),
+                _mean_std(column("xfer_seconds")),
+                _mean_std_2(column("seconds_ratio")),
+                str(len(ratios)),
             ]
         )
-        if ratio["target"] is not None and ratio["target"] >= UNLEARNED_CER:
+        if min(column("target") or [0.0]) >= UNLEARNED_CER:
             unlearned.append(f"{task} ({data})")
-        if ratio["ratio"] is not None:
-            verdicts.append(
-                _verdict(
-                    ratio["ratio"],
-                    1,
-                    f"{task} ({data}): transfer reaches scratch's best dev CER "
-                    f"({ratio['target']:.1f}) after {ratio['xfer_epochs']} of its "
-                    f"epochs vs {ratio['scratch_epochs']} for scratch (ratio "
-                    f"{ratio['ratio']:.2f}).",
-                )
-            )
+        verdicts.append(_convergence_verdict(task, data, ratios))
         name = f"convergence_{task}_{data}.png"
         convergence_figure(
-            [(_variant_label(v), curve) for v, curve in curves.items()],
-            f"{task}: {data} (synthetic speech)",
+            [
+                (
+                    _variant_label(v),
+                    [valid_curve(study.records[r["name"]]) for r in group],
+                )
+                for v, group in runs.items()
+                if group
+            ],
+            f"{task}: {data} (synthetic speech; bands: the seeds' range)",
             figures / name,
         )
         lines.append(f"![{task} {data}](figures/{name})")
@@ -352,6 +365,7 @@ def _convergence_section(study: Study, figures: Path, verdicts: list) -> list[st
             "scratch train seconds to it",
             "transfer train seconds to it",
             "ratio (seconds)",
+            "seeds",
         ],
         rows,
     )
@@ -363,6 +377,45 @@ def _convergence_section(study: Study, figures: Path, verdicts: list) -> list[st
             "",
         ]
     return lines
+
+
+def _mean_std_2(values: list) -> str:
+    """Mean ± sd with two decimals (ratios)."""
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def _convergence_verdict(task: str, data: str, ratios: list[dict]) -> str:
+    """Transfer converges faster: one seed as before, seeds by the 2-SE rule.
+
+    With seeds, the epochs transfer needs to reach each seed's scratch best dev
+    CER are compared with the epochs scratch needed (:func:`compare_seeds`); a
+    seed whose transfer never got there counts as the run's full length.
+    """
+    first = ratios[0]
+    if len(ratios) == 1:
+        if first["ratio"] is None:
+            return _verdict(None, None, f"{task} ({data}): transfer converges faster.")
+        return _verdict(
+            first["ratio"],
+            1,
+            f"{task} ({data}): transfer reaches scratch's best dev CER "
+            f"({first['target']:.1f}) after {first['xfer_epochs']} of its "
+            f"epochs vs {first['scratch_epochs']} for scratch (ratio "
+            f"{first['ratio']:.2f}).",
+        )
+    xfer = [r["xfer_epochs"] or r["xfer_trained"] for r in ratios]
+    scratch = [r["scratch_epochs"] for r in ratios]
+    mean_ratio = statistics.mean(x / s for x, s in zip(xfer, scratch, strict=True))
+    return _evidence(
+        compare_seeds(xfer, scratch),
+        f"{task} ({data}): transfer reaches each seed's scratch best dev CER in "
+        f"{statistics.mean(xfer):.1f} epochs vs {statistics.mean(scratch):.1f} for "
+        f"scratch ({len(ratios)} seeds; mean ratio {mean_ratio:.2f}).",
+    )
 
 
 def _freezing_section(study: Study) -> list[str]:
