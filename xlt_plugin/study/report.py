@@ -61,13 +61,30 @@ PAPER_TASKS = {"language", "accent", "domain", "size", "freezing"}
 UNLEARNED_CER = 90.0
 
 
-def _verdict(better: float | None, worse: float | None, text: str) -> str:
-    """A claim line: holds when ``better`` is strictly below ``worse``."""
-    if better is None or worse is None:
+def _claim(better: list, worse: list, text: str) -> str:
+    """A claim line: ``better`` (per seed) is lower than ``worse`` (per seed).
+
+    The study's standard (:func:`compare_seeds`): holds only where the difference
+    of the seed means exceeds twice its standard error, does not hold where it is
+    reversed by that margin, and is not measurable otherwise; with one seed a
+    side, the line says so and gives the direction only.
+
+    Example
+    -------
+    >>> _claim([5.0, 5.2], [7.0, 7.1], "transfer beats scratch.")
+    '- **Holds here**: transfer beats scratch. Difference -2.0 (SE 0.1).'
+    >>> _claim([5.0], [7.0], "transfer is better.")
+    '- **Not measurable here** (one seed; the direction agrees): transfer is better.'
+    """
+    d = compare_seeds(better, worse)
+    if d.diff is None:
         return f"- **Not measured**: {text}"
-    if abs(better - worse) < 1e-9:
-        return f"- **No difference here**: {text}"
-    return f"- **{'Holds' if better < worse else 'Does not hold'} here**: {text}"
+    if d.se is None:
+        direction = "agrees" if d.diff < 0 else "disagrees"
+        return (
+            f"- **Not measurable here** (one seed; the direction {direction}): {text}"
+        )
+    return _evidence(d, text)
 
 
 def _language_section(study: Study, verdicts: list) -> list[str]:
@@ -104,19 +121,22 @@ def _language_section(study: Study, verdicts: list) -> list[str]:
                     str(len(runs)),
                 ]
             )
-        if by_variant["scratch"] and by_variant["xfer"]:
-            s = statistics.mean(study.final(r) for r in by_variant["scratch"])
-            x = statistics.mean(study.final(r) for r in by_variant["xfer"])
+        final = {v: [study.final(r) for r in runs] for v, runs in by_variant.items()}
+        if final["scratch"] and final["xfer"]:
+            x, s = statistics.mean(final["xfer"]), statistics.mean(final["scratch"])
             verdicts.append(
-                _verdict(x, s, f"{lang}: transfer test CER {x:.1f} vs scratch {s:.1f}.")
+                _claim(
+                    final["xfer"],
+                    final["scratch"],
+                    f"{lang}: transfer test CER {x:.1f} vs scratch {s:.1f}.",
+                )
             )
-        if by_variant["xfer_none"] and by_variant["xfer"]:
-            n = statistics.mean(study.final(r) for r in by_variant["xfer_none"])
-            x = statistics.mean(study.final(r) for r in by_variant["xfer"])
+        if final["xfer_none"] and final["xfer"]:
+            x, n = statistics.mean(final["xfer"]), statistics.mean(final["xfer_none"])
             verdicts.append(
-                _verdict(
-                    x,
-                    n,
+                _claim(
+                    final["xfer"],
+                    final["xfer_none"],
                     f"{lang}: keeping shared rows (test CER {x:.1f}) beats "
                     f"re-initialising the head (test CER {n:.1f}).",
                 )
@@ -128,9 +148,9 @@ def _language_section(study: Study, verdicts: list) -> list[str]:
             if None not in early[0] + early[1]:
                 x1, n1 = statistics.mean(early[0]), statistics.mean(early[1])
                 verdicts.append(
-                    _verdict(
-                        x1,
-                        n1,
+                    _claim(
+                        early[0],
+                        early[1],
                         f"{lang}: after one epoch, keeping shared rows gives dev CER "
                         f"{x1:.1f} vs {n1:.1f} with the head re-initialised.",
                     )
@@ -195,9 +215,9 @@ def _per_set_section(study: Study, task: str, title: str, verdicts: list) -> lis
             if scratch and tuned and None not in scratch + tuned:
                 t, s = statistics.mean(tuned), statistics.mean(scratch)
                 verdicts.append(
-                    _verdict(
-                        t,
-                        s,
+                    _claim(
+                        tuned,
+                        scratch,
                         f"{task} '{test_set}': fine-tuned "
                         f"WER {t:.1f} vs scratch {s:.1f}.",
                     )
@@ -254,7 +274,7 @@ def _size_section(study: Study, verdicts: list) -> list[str]:
             ]
         )
         if smallest is None and small and large:
-            smallest = (size, statistics.mean(small), statistics.mean(large))
+            smallest = (size, small, large)
     lines += _table(
         [
             "fine-tuning data",
@@ -279,13 +299,14 @@ def _size_section(study: Study, verdicts: list) -> list[str]:
         "",
     ]
     if smallest:
-        size, s, lg = smallest
+        size, small, large = smallest
         verdicts.append(
-            _verdict(
-                lg,
-                s,
-                f"larger base at the smallest size ({size}): "
-                f"CER {lg:.1f} vs smaller base {s:.1f}.",
+            _claim(
+                large,
+                small,
+                f"larger base at the smallest size ({size}): CER "
+                f"{statistics.mean(large):.1f} vs smaller base "
+                f"{statistics.mean(small):.1f}.",
             )
         )
     return lines
@@ -389,7 +410,7 @@ def _mean_std_2(values: list) -> str:
 
 
 def _convergence_verdict(task: str, data: str, ratios: list[dict]) -> str:
-    """Transfer converges faster: one seed as before, seeds by the 2-SE rule.
+    """Transfer converges faster, by :func:`_claim`'s standard (epochs to target).
 
     With seeds, the epochs transfer needs to reach each seed's scratch best dev
     CER are compared with the epochs scratch needed (:func:`compare_seeds`); a
@@ -398,10 +419,10 @@ def _convergence_verdict(task: str, data: str, ratios: list[dict]) -> str:
     first = ratios[0]
     if len(ratios) == 1:
         if first["ratio"] is None:
-            return _verdict(None, None, f"{task} ({data}): transfer converges faster.")
-        return _verdict(
-            first["ratio"],
-            1,
+            return f"- **Not measured**: {task} ({data}): transfer converges faster."
+        return _claim(
+            [first["xfer_epochs"]],
+            [first["scratch_epochs"]],
             f"{task} ({data}): transfer reaches scratch's best dev CER "
             f"({first['target']:.1f}) after {first['xfer_epochs']} of its "
             f"epochs vs {first['scratch_epochs']} for scratch (ratio "
@@ -410,8 +431,9 @@ def _convergence_verdict(task: str, data: str, ratios: list[dict]) -> str:
     xfer = [r["xfer_epochs"] or r["xfer_trained"] for r in ratios]
     scratch = [r["scratch_epochs"] for r in ratios]
     mean_ratio = statistics.mean(x / s for x, s in zip(xfer, scratch, strict=True))
-    return _evidence(
-        compare_seeds(xfer, scratch),
+    return _claim(
+        xfer,
+        scratch,
         f"{task} ({data}): transfer reaches each seed's scratch best dev CER in "
         f"{statistics.mean(xfer):.1f} epochs vs {statistics.mean(scratch):.1f} for "
         f"scratch ({len(ratios)} seeds; mean ratio {mean_ratio:.2f}).",
@@ -595,6 +617,11 @@ def write_report(study_dir: str | Path) -> Path:
     if paper:
         head += [
             "## The paper's claims, here",
+            "",
+            "A claim holds only where the difference of the seed means exceeds "
+            "twice its standard error; it does not hold where it is reversed by "
+            "that margin, and is not measurable here otherwise (with one seed, "
+            "the line gives the direction only).",
             "",
             *(verdicts or ["- No comparison finished."]),
             "",
