@@ -70,6 +70,28 @@ def driver_source(patches: str = "") -> str:
     return _PAUSE + patches + _RUN
 
 
+def spanish_run(corpus: Path, out: Path, epochs: int, every_steps: int) -> list[str]:
+    """``train.py`` and the arguments of the fault tests' tiny Spanish run.
+
+    From scratch, quartznet_tiny, batch 2, a checkpoint every ``every_steps``
+    steps, dropout 0.1 (randomness a resumed run must replay).
+    """
+    recipe = REPO / "recipes" / "CommonVoice"
+    return [
+        str(recipe / "train.py"),
+        str(recipe / "hparams" / "es_scratch.yaml"),
+        f"--data_folder={corpus}",
+        f"--output_folder={out}",
+        "--encoder_preset=quartznet_tiny",
+        "--batch_size=2",
+        f"--number_of_epochs={epochs}",
+        "--ckpt_interval_minutes=0",
+        f"--ckpt_interval_steps={every_steps}",
+        "--noprogressbar",
+        "--dropout=0.1",
+    ]
+
+
 def env(**extra) -> dict:
     """The subprocess environment: one thread, this checkout importable."""
     return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), **extra)
@@ -91,6 +113,18 @@ def metrics(out: Path) -> list[dict]:
     for record in records:
         record.pop("seconds", None), record.pop("elapsed", None)
     return records
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    """The exported models (``model/``) of two run folders are bit-identical."""
+    import torch
+
+    for name in ("model.ckpt", "head.ckpt"):
+        left = torch.load(a / "model" / name, weights_only=True)
+        right = torch.load(b / "model" / name, weights_only=True)
+        assert left.keys() == right.keys()
+        for key in left:
+            assert torch.equal(left[key], right[key]), (name, key)
 
 
 def kill_when_paused(victim: subprocess.Popen, flag: Path, save: Path) -> None:

@@ -20,7 +20,6 @@ import pytest
 import torch
 from conftest import REPO
 
-CV = REPO / "recipes" / "CommonVoice"
 DRIVER = faults.driver_source(faults.AUGMENTATION_PATCH)
 # Without it, processes restarted by torchrun can read their peers' addresses of
 # the previous attempt from torchrun's shared store and fail to connect
@@ -38,17 +37,7 @@ def _torchrun(driver, corpus, out, restarts=0):
         f"--max-restarts={restarts}",
         "--monitor-interval=0.1",
         str(driver),
-        str(CV / "train.py"),
-        str(CV / "hparams" / "es_scratch.yaml"),
-        f"--data_folder={corpus}",
-        f"--output_folder={out}",
-        "--encoder_preset=quartznet_tiny",
-        "--batch_size=2",
-        "--number_of_epochs=2",
-        "--ckpt_interval_minutes=0",
-        "--ckpt_interval_steps=1",
-        "--noprogressbar",
-        "--dropout=0.1",
+        *faults.spanish_run(corpus, out, epochs=2, every_steps=1),
         "--distributed_backend=gloo",
         "--device=cpu",
     ]
@@ -91,12 +80,7 @@ def _assert_same_run(reference, out):
     whole = faults.metrics(reference)
     assert [r["stage"] for r in whole] == ["train", "valid"] * 2 + ["test"]
     assert faults.metrics(out) == whole  # losses, CER, WER, lr: exactly
-    for name in ("model.ckpt", "head.ckpt"):
-        left = torch.load(reference / "model" / name, weights_only=True)
-        right = torch.load(out / "model" / name, weights_only=True)
-        assert left.keys() == right.keys()
-        for key in left:
-            assert torch.equal(left[key], right[key]), (name, key)
+    faults.assert_same_weights(reference, out)
 
 
 def _kill_process_1(runs, out, restarts):

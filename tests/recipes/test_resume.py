@@ -27,8 +27,6 @@ from xlt_plugin.resume import (
     set_aside_broken_checkpoints,
 )
 
-CV = REPO / "recipes" / "CommonVoice"
-
 # Runs the recipe with SpectrogramDrop augmentation on (random draws the resumed
 # run must replay). With PAUSE_EPOCH set, once the first intra-epoch checkpoint of
 # that epoch is complete it writes PAUSE_FLAG and waits to be killed: the kill
@@ -37,20 +35,7 @@ DRIVER = faults.driver_source(faults.AUGMENTATION_PATCH)
 
 
 def _command(driver, corpus, out):
-    return [
-        str(driver),
-        str(CV / "train.py"),
-        str(CV / "hparams" / "es_scratch.yaml"),
-        f"--data_folder={corpus}",
-        f"--output_folder={out}",
-        "--encoder_preset=quartznet_tiny",
-        "--batch_size=2",
-        "--number_of_epochs=3",
-        "--ckpt_interval_minutes=0",
-        "--ckpt_interval_steps=2",
-        "--noprogressbar",
-        "--dropout=0.1",  # randomness the resumed run must replay
-    ]
+    return [str(driver), *faults.spanish_run(corpus, out, epochs=3, every_steps=2)]
 
 
 def _run(args):
@@ -96,15 +81,6 @@ def runs(corpora, tmp_path_factory):
     return {"corpus": corpus, "whole": whole, "killed": killed, "driver": driver}
 
 
-def _assert_same_weights(a, b):
-    for name in ("model.ckpt", "head.ckpt"):
-        left = torch.load(a / "model" / name, weights_only=True)
-        right = torch.load(b / "model" / name, weights_only=True)
-        assert left.keys() == right.keys()
-        for key in left:
-            assert torch.equal(left[key], right[key]), (name, key)
-
-
 def test_killed_mid_epoch_reruns_to_the_uninterrupted_result(runs, tmp_path):
     out = tmp_path / "killed"
     shutil.copytree(runs["killed"], out)
@@ -115,7 +91,7 @@ def test_killed_mid_epoch_reruns_to_the_uninterrupted_result(runs, tmp_path):
     whole = faults.metrics(runs["whole"])
     assert [r["stage"] for r in whole] == ["train", "valid"] * 3 + ["test"]
     assert faults.metrics(out) == whole  # losses, CER, WER, lr: every epoch, exactly
-    _assert_same_weights(runs["whole"], out)
+    faults.assert_same_weights(runs["whole"], out)
 
 
 def _truncate_optimizer(folder):
@@ -147,7 +123,7 @@ def test_a_half_written_newest_checkpoint_is_set_aside(runs, tmp_path, damage, p
     assert problem in proc.stderr + proc.stdout
     # It resumed from the end of epoch 1 instead, and still ends the same.
     assert faults.metrics(out) == faults.metrics(runs["whole"])
-    _assert_same_weights(runs["whole"], out)
+    faults.assert_same_weights(runs["whole"], out)
 
 
 # ------------------------------------------------------------------ unit tests

@@ -435,16 +435,24 @@ BASE_LADDER = ("quartznet_tiny", "quartznet_mini", "quartznet_small")
 BASE_LADDER_TRAINING = {"number_of_epochs": 40, "lr": 0.005, "augment": False}
 
 
-def _ladder(prefix: str, recipe: str, data: str, language: str, seeds: int) -> list:
-    """The runs of :data:`BASE_LADDER` on ``data``, seed 1 of every size first."""
-    return [
-        Run(f"{prefix}_{preset}_s{seed}", recipe, "quartznet_small.yaml", data,
-            "bases", preset, language=language, size=preset, seed=seed,
+def _ladder_profile(
+    name: str, corpus: Corpus, recipe: str, language_name: str, seeds: int
+) -> Profile:
+    """The runs of :data:`BASE_LADDER` on ``corpus``, seed 1 of every size first."""
+    runs = [
+        Run(f"{name}_{preset}_s{seed}", recipe, "quartznet_small.yaml", corpus.name,
+            "bases", preset, language=corpus.locale, size=preset, seed=seed,
             overrides={**BASE_LADDER_TRAINING, "encoder_preset": preset,
                        "seed": seed})
         for seed in range(1, seeds + 1)
         for preset in BASE_LADDER
     ]  # fmt: skip
+    training = ", ".join(f"{k} {v}" for k, v in BASE_LADDER_TRAINING.items())
+    description = (
+        f"{language_name} bases by size (issue 12): {', '.join(BASE_LADDER)} on "
+        f"{corpus.utterances} realistic clips, {training}, {seeds} seeds."
+    )
+    return Profile(name, [corpus], runs, description=description)
 
 
 def bases_profile(seeds: int = 2, utterances: int = 1500) -> Profile:
@@ -473,17 +481,7 @@ def bases_profile(seeds: int = 2, utterances: int = 1500) -> Profile:
         "en", "en", utterances, seed=CORPUS_SEEDS["en"], accents=BASE_ACCENTS,
         conditions=REALISTIC,
     )  # fmt: skip
-    return Profile(
-        "bases",
-        [corpus],
-        _ladder("bases", "EnglishBase", "en", "en", seeds),
-        description=(
-            f"Bases profile (issue 12): {', '.join(BASE_LADDER)} on {utterances} "
-            "realistic English clips, "
-            + ", ".join(f"{k} {v}" for k, v in BASE_LADDER_TRAINING.items())
-            + f", {seeds} seeds."
-        ),
-    )
+    return _ladder_profile("bases", corpus, "EnglishBase", "English", seeds)
 
 
 def bases_zh_profile(seeds: int = 2) -> Profile:
@@ -504,17 +502,7 @@ def bases_zh_profile(seeds: int = 2) -> Profile:
         "zh-CN", "zh-CN", scale.zh_utterances, seed=CORPUS_SEEDS["zh-CN"],
         vocab_size=300, conditions=REALISTIC,
     )  # fmt: skip
-    return Profile(
-        "bases_zh",
-        [corpus],
-        _ladder("bases_zh", "MandarinBase", "zh-CN", "zh-CN", seeds),
-        description=(
-            f"Mandarin bases profile (issue 12): {', '.join(BASE_LADDER)} on "
-            f"{scale.zh_utterances} realistic Mandarin clips, "
-            + ", ".join(f"{k} {v}" for k, v in BASE_LADDER_TRAINING.items())
-            + f", {seeds} seeds."
-        ),
-    )
+    return _ladder_profile("bases_zh", corpus, "MandarinBase", "Mandarin", seeds)
 
 
 # -------------------------------------------------------------- difficulty
