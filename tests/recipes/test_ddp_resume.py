@@ -73,6 +73,10 @@ def runs(corpora, tmp_path_factory):
     whole = _start(_torchrun(driver, corpus, root / "whole"))
     code, errors = _finish(whole)
     assert code == 0, errors[-3000:]
+    assert "terminate called" not in errors  # a clean exit (test_ddp_equivalence)
+    # Only process 0 writes the metrics: one line per stage, not two.
+    stages = [r["stage"] for r in faults.metrics(root / "whole")]
+    assert stages == ["train", "valid"] * 2 + ["test"]
     return {"corpus": corpus, "driver": driver, "whole": root / "whole"}
 
 
@@ -111,6 +115,7 @@ def test_rerun_after_one_process_was_killed_matches_the_uninterrupted_run(
     rerun = _start(_torchrun(runs["driver"], runs["corpus"], out))
     code, errors = _finish(rerun)
     assert code == 0, errors[-3000:]
+    assert "terminate called" not in errors
     _assert_same_run(runs["whole"], out)
 
 
@@ -119,6 +124,7 @@ def test_torchrun_max_restarts_resumes_by_itself(runs, tmp_path):
     code, errors = _kill_process_1(runs, out, restarts=1)
     assert code == 0, errors[-3000:]
     assert "exitcode: -9" in errors  # process 1 was killed, and torchrun went on
+    assert "terminate called" not in errors
     _assert_same_run(runs["whole"], out)
 
 

@@ -190,40 +190,6 @@ def test_mandarin_base_then_cantonese_transfer(corpora, tmp_path):
     assert " " not in json.loads((base / "model" / "config.json").read_text())["tokens"]
 
 
-def test_ddp_two_processes_on_cpu(corpora, tmp_path):
-    """`torchrun --nproc_per_node=2` with gloo on CPU runs a recipe to the end."""
-    out = tmp_path / "out"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node=2",
-            "--master_port=29517",
-            str(CV / "train.py"),
-            str(CV / "hparams" / "es_scratch.yaml"),
-            f"--data_folder={corpora('es', 16)}",
-            f"--output_folder={out}",
-            "--distributed_backend=gloo",
-            "--device=cpu",
-            "--encoder_preset=quartznet_tiny",
-            "--batch_size=2",
-            *DEBUG,
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    _assert_ok(proc)
-    records = [json.loads(x) for x in (out / "metrics.jsonl").open()]
-    # Only the main process writes: one line per stage, not two.
-    assert [r["stage"] for r in records] == ["train", "valid", "test"]
-    assert (out / "model" / "model.ckpt").is_file()
-
-
 def test_transfer_from_a_nemo_checkpoint(corpora, tmp_path):
     """A NeMo QuartzNet .nemo (made by NeMo itself) is a valid pretrained_path."""
     from speechbrain.inference.ASR import EncoderASR
