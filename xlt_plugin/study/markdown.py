@@ -14,13 +14,14 @@ def _fmt(value, digits: int = 1) -> str:
     return str(value)
 
 
-def _mean_std(values: list[float]) -> str:
+def _mean_std(values: list[float], digits: int = 1) -> str:
     values = [v for v in values if v is not None]
     if not values:
         return "n/a"
     if len(values) == 1:
-        return f"{values[0]:.1f}"
-    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+        return f"{values[0]:.{digits}f}"
+    mean, sd = statistics.mean(values), statistics.stdev(values)
+    return f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:

@@ -209,6 +209,26 @@ def _english(scale: Scale) -> tuple[Corpus, Run]:
     return corpus, base
 
 
+def _target_corpus(
+    locale: str, scale: Scale, name: str | None = None, conditions: str = REALISTIC
+) -> Corpus:
+    """A transfer target's corpus, as every profile that shares it defines it.
+
+    The remap, continual and difficulty profiles must define one corpus alike
+    for one ``--out`` to reuse it (a differing definition stops the study).
+    """
+    vocab = 300 if locale == "zh-HK" else 3000  # the languages profile's Han text
+    return Corpus(name or locale, locale, scale.target_utterances,
+                  seed=CORPUS_SEEDS[locale], vocab_size=vocab,
+                  conditions=conditions)  # fmt: skip
+
+
+def _mandarin_corpus(scale: Scale) -> Corpus:
+    """The realistic Mandarin corpus (300-word text) of the remap and ladder runs."""
+    return Corpus("zh-CN", "zh-CN", scale.zh_utterances, seed=CORPUS_SEEDS["zh-CN"],
+                  vocab_size=300, conditions=REALISTIC)  # fmt: skip
+
+
 def _remap_profile(
     name: str,
     languages: tuple,
@@ -222,22 +242,17 @@ def _remap_profile(
     en, base = _english(scale)
     corpora, runs = [en], [base]
     if "zh-HK" in languages:
-        corpora.append(
-            Corpus("zh-CN", "zh-CN", scale.zh_utterances, seed=CORPUS_SEEDS["zh-CN"],
-                   vocab_size=300, conditions=REALISTIC)
-        )  # fmt: skip
+        corpora.append(_mandarin_corpus(scale))
         over = {**MANDARIN_TINY, "number_of_epochs": scale.zh_epochs, **scale.extra}
         runs.append(Run("base_zh", "MandarinBase", "quartznet_small.yaml", "zh-CN",
                         "base", "tiny", overrides=over, language="zh-CN"))  # fmt: skip
     for lang in languages:
-        vocab = 300 if lang == "zh-HK" else 3000  # the languages profile's Han text
-        corpora.append(
-            Corpus(lang, lang, scale.target_utterances, seed=CORPUS_SEEDS[lang],
-                   vocab_size=vocab, conditions=REALISTIC)
-        )  # fmt: skip
+        corpus = _target_corpus(lang, scale)
+        corpora.append(corpus)
         corpora += [
-            Corpus(f"{lang}_{label}", lang, subset_of=lang, vocab_size=vocab,
-                   conditions=REALISTIC, train_utterances=scale.subset(lang, label))
+            Corpus(f"{lang}_{label}", lang, subset_of=lang,
+                   vocab_size=corpus.vocab_size, conditions=REALISTIC,
+                   train_utterances=scale.subset(lang, label))
             for label in sizes
             if label != "all"
         ]  # fmt: skip
@@ -336,10 +351,7 @@ def _continual_profile(
     corpora, runs = [en], [base]
     for task in tasks:
         if task in CONTINUAL_LANGUAGES:  # the remap profiles' corpus (one --out)
-            corpora.append(
-                Corpus(task, task, scale.target_utterances, seed=CORPUS_SEEDS[task],
-                       vocab_size=3000, conditions=REALISTIC)
-            )  # fmt: skip
+            corpora.append(_target_corpus(task, scale))
             continue
         _, data, fields = CONTINUAL_TASKS[task]
         corpora.append(
@@ -497,11 +509,7 @@ def bases_zh_profile(seeds: int = 2) -> Profile:
     >>> profile.runs[0].name, profile.runs[0].recipe, len(profile.runs)
     ('bases_zh_quartznet_tiny_s1', 'MandarinBase', 6)
     """
-    scale = Scale()
-    corpus = Corpus(
-        "zh-CN", "zh-CN", scale.zh_utterances, seed=CORPUS_SEEDS["zh-CN"],
-        vocab_size=300, conditions=REALISTIC,
-    )  # fmt: skip
+    corpus = _mandarin_corpus(Scale())
     return _ladder_profile("bases_zh", corpus, "MandarinBase", "Mandarin", seeds)
 
 
@@ -536,11 +544,12 @@ def difficulty_profile(seeds: int = 2) -> Profile:
     sides = ((REALISTIC, "", EN_BASE), ("clean", "_clean", "base_en_clean"))
     for conditions, suffix, _ in sides:
         full = f"es{suffix}"
+        corpus = _target_corpus("es", scale, name=full, conditions=conditions)
         corpora += [
-            Corpus(full, "es", scale.target_utterances, seed=CORPUS_SEEDS["es"],
-                   vocab_size=3000, conditions=conditions),
-            Corpus(f"{full}_10min", "es", subset_of=full, vocab_size=3000,
-                   conditions=conditions, train_utterances=clips),
+            corpus,
+            Corpus(f"{full}_10min", "es", subset_of=full,
+                   vocab_size=corpus.vocab_size, conditions=conditions,
+                   train_utterances=clips),
         ]  # fmt: skip
     for seed in range(1, seeds + 1):
         for conditions, suffix, base_name in sides:

@@ -628,9 +628,8 @@ def _difficulty_section(study: Study, verdicts: list) -> list[str]:
                 _evidence(
                     d,
                     f"Spanish, {conditions}, {size}: transfer (test CER "
-                    f"{_fmt(_mean([v for v in cells['xfer'] if v is not None]))}) "
-                    "beats scratch ("
-                    f"{_fmt(_mean([v for v in cells['scratch'] if v is not None]))}).",
+                    f"{_fmt(_mean(cells['xfer']))}) beats scratch "
+                    f"({_fmt(_mean(cells['scratch']))}).",
                 )
             )
     lines += _table(

@@ -195,10 +195,8 @@ def publish_report(
         readme_text = readme.read_text(encoding="utf-8")
         relative = Path(os.path.relpath(dest.resolve(), readme.parent.resolve()))
         block = readme_block(text, (relative / "figures").as_posix())
-        block += (
-            f"\n\nThe full report: [{(relative / 'REPORT.md').as_posix()}]"
-            f"({(relative / 'REPORT.md').as_posix()})."
-        )
+        link = (relative / "REPORT.md").as_posix()
+        block += f"\n\nThe full report: [{link}]({link})."
         # Checked before anything is written: a README without markers leaves
         # the docs folder as it was.
         readme_text = replace_block(readme_text, dest.name, block, str(readme))

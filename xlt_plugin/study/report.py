@@ -327,14 +327,14 @@ def _convergence_section(study: Study, figures: Path, verdicts: list) -> list[st
         }
         if not runs["scratch"] or not runs["xfer"]:
             continue
-        seeds = {v: {r["seed"]: r for r in group} for v, group in runs.items()}
+        curves = {  # variant -> seed -> validation curve
+            v: {r["seed"]: valid_curve(study.records[r["name"]]) for r in group}
+            for v, group in runs.items()
+        }
         # Each transfer seed against the scratch run of the same seed.
-        paired = sorted(set(seeds["xfer"]) & set(seeds["scratch"]))
+        paired = sorted(set(curves["xfer"]) & set(curves["scratch"]))
         ratios = [
-            convergence_ratio(
-                valid_curve(study.records[seeds["xfer"][seed]["name"]]),
-                valid_curve(study.records[seeds["scratch"][seed]["name"]]),
-            )
+            convergence_ratio(curves["xfer"][seed], curves["scratch"][seed])
             for seed in paired
         ]
         if not ratios:
@@ -351,10 +351,10 @@ def _convergence_section(study: Study, figures: Path, verdicts: list) -> list[st
                 _mean_std(column("target")),
                 _mean_std(column("scratch_epochs")),
                 reached,
-                _mean_std_2(column("ratio")),
+                _mean_std(column("ratio"), 2),
                 _mean_std(column("scratch_seconds")),
                 _mean_std(column("xfer_seconds")),
-                _mean_std_2(column("seconds_ratio")),
+                _mean_std(column("seconds_ratio"), 2),
                 str(len(ratios)),
             ]
         )
@@ -363,14 +363,7 @@ def _convergence_section(study: Study, figures: Path, verdicts: list) -> list[st
         verdicts.append(_convergence_verdict(task, data, ratios))
         name = f"convergence_{task}_{data}.png"
         convergence_figure(
-            [
-                (
-                    _variant_label(v),
-                    [valid_curve(study.records[r["name"]]) for r in group],
-                )
-                for v, group in runs.items()
-                if group
-            ],
+            [(_variant_label(v), list(c.values())) for v, c in curves.items() if c],
             f"{task}: {data} (synthetic speech; bands: the seeds' range)",
             figures / name,
         )
@@ -398,15 +391,6 @@ def _convergence_section(study: Study, figures: Path, verdicts: list) -> list[st
             "",
         ]
     return lines
-
-
-def _mean_std_2(values: list) -> str:
-    """Mean ± sd with two decimals (ratios)."""
-    if not values:
-        return "n/a"
-    if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
 def _convergence_verdict(task: str, data: str, ratios: list[dict]) -> str:
