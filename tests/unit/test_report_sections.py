@@ -447,6 +447,64 @@ def test_convergence_with_seeds(tmp_path):
     assert figure.stat().st_size > 5000
 
 
+def _model(folder, parameters):
+    """An exported model of ``parameters`` weights (what parameter_count reads)."""
+    import torch
+
+    (folder / "model").mkdir(parents=True, exist_ok=True)
+    torch.save({"w": torch.zeros(parameters - 1)}, folder / "model" / "model.ckpt")
+    torch.save({"b": torch.zeros(1)}, folder / "model" / "head.ckpt")
+
+
+def test_size_section_with_three_bases(tmp_path):
+    """Bases ordered by parameters, whatever the run order; a claim per pair."""
+    sizes = {"tiny": 100, "small": 900, "mini": 300}
+    cers = {"tiny": [30.0, 31.0], "mini": [25.0, 26.0], "small": [25.2, 26.2]}
+    runs = []
+    for preset, parameters in sizes.items():
+        base = f"bases_{preset}_s1"
+        runs.append(_run(base, "bases", preset, data="en", language="en"))
+        _metrics(tmp_path / "runs" / base, {"test": (50.0 - parameters / 100, 90.0)})
+        _model(tmp_path / "runs" / base, parameters)
+        for seed, cer in enumerate(cers[preset], start=1):
+            name = f"size_es_{preset}_10min_s{seed}"
+            runs.append(_run(name, "size", "xfer", data="es_10min", size="10min",
+                             seed=seed, base=base))  # fmt: skip
+            _metrics(tmp_path / "runs" / name, {"test": (cer, 80.0)})
+    _study(tmp_path, "full", runs)
+    text = write_report(tmp_path).read_text(encoding="utf-8")
+    header = next(line for line in text.splitlines() if "fine-tuning data" in line)
+    assert header.index("bases_tiny_s1") < header.index("bases_mini_s1") < (
+        header.index("bases_small_s1"))  # fmt: skip
+    assert _rows(text, "10min")[0][3:] == ["30.5 ± 0.7", "25.5 ± 0.7", "25.7 ± 0.7"]
+    assert "`bases_mini_s1` 47.0" in text  # the bases' own English CER
+    assert ("- **Holds here**: larger base at the smallest size (10min): "
+            "`bases_mini_s1` CER 25.5 vs `bases_tiny_s1` 30.5.") in text  # fmt: skip
+    assert (
+        "**Not measurable here**: larger base at the smallest size (10min): "
+        "`bases_small_s1` CER 25.7 vs `bases_mini_s1` 25.5." in text
+    )
+
+
+def test_accents_with_a_reinitialised_head(tmp_path):
+    """The re-initialised head's column, and its claim among the plugin's own."""
+    runs = []
+    for variant, wer in (("xfer", 40.0), ("xfer_none", 50.0), ("scratch", 90.0)):
+        for seed in (1, 2):
+            name = f"accent_en_{variant}_s{seed}"
+            runs.append(_run(name, "accent", variant, data="en_accents",
+                             language="en", seed=seed))  # fmt: skip
+            _metrics(tmp_path / "runs" / name, {"scotland": (wer / 4, wer + seed)})
+    _study(tmp_path, "full", runs)
+    text = write_report(tmp_path).read_text(encoding="utf-8")
+    assert "| head re-initialised WER |" in text
+    row = _rows(text, "scotland")[0]
+    assert row[2] == "41.5 ± 0.7" and row[5] == "51.5 ± 0.7"
+    paper, own = text.split("## The plugin's own claims, here")
+    assert "accent 'scotland': fine-tuned WER 41.5 vs scratch 91.5" in paper
+    assert "accent 'scotland': the remapped head's WER 41.5 vs 51.5" in own
+
+
 # ------------------------------------------------------------------ publishing
 def test_report_publish_copies_the_report_and_refreshes_the_readme(tmp_path):
     from xlt_plugin.cli import main

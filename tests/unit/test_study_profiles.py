@@ -193,7 +193,7 @@ def test_staged_plan_fits_the_base_encoder():
     assert len(plan.frozen_names(model, 3)) < len(plan.frozen_names(model, 1))
 
 
-@pytest.mark.parametrize("name", [*OWN, "difficulty"])
+@pytest.mark.parametrize("name", [*OWN, "difficulty", "full"])
 def test_overrides_name_keys_of_their_yamls(name, tmp_path):
     """Every override is a top-level key of the run's YAML (a recipe refuses any
     other: ``--x is not a key``), and a corpus named by one becomes its folder."""

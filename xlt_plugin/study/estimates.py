@@ -120,19 +120,20 @@ def estimate(profile: Profile, jobs: int = 2) -> dict:
         for c in profile.corpora
         if not c.subset_of
     )
+    trained = profile.trained()
     result = {
-        "runs": len(profile.runs),
-        "bases": sum(1 for r in profile.runs if r.task == "base"),
+        "runs": len(trained),
+        "bases": sum(1 for r in trained if r.task == "base"),
         "synth_hours": synth / 3600,
         "train_hours": None,
         "hours": None,
     }
-    seconds = {r.name: run_seconds(r, profile) for r in profile.runs}
+    seconds = {r.name: run_seconds(r, profile) for r in trained}
     if None in seconds.values():
         return result
     done: dict[str, float] = {}  # run -> finish time
     slots = [0.0] * max(1, jobs)
-    pending = list(profile.runs)
+    pending = list(trained)
     while pending:
         # The next run in profile order whose base is done, on the first free slot.
         slot = min(range(len(slots)), key=slots.__getitem__)

@@ -500,8 +500,9 @@ def bases_profile(seeds: int = 2, utterances: int = BASE_LADDER_UTTERANCES) -> P
     >>> len(profile.runs), profile.corpora[0].conditions
     (6, 'realistic')
     """
+    # Its own name: the remap and continual profiles' "en" (base_en) is smaller.
     corpus = Corpus(
-        "en", "en", utterances, seed=CORPUS_SEEDS["en"], accents=BASE_ACCENTS,
+        "en_ladder", "en", utterances, seed=CORPUS_SEEDS["en"], accents=BASE_ACCENTS,
         conditions=REALISTIC,
     )  # fmt: skip
     return _ladder_profile("bases", corpus, "EnglishBase", "English", seeds)

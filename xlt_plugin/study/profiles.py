@@ -1,15 +1,18 @@
 """The paper's study profiles, and the registry of every profile.
 
-``demo`` (what ``make demo`` runs), ``full`` (``make study``), ``tiny`` (tests),
-``languages`` (the recipe READMEs' table) and ``gpu`` re-measure the paper's
-findings: transfer against scratch across languages, accents, domains, data sizes
-and freezing plans. The profiles of the plugin's own claims (``bases``,
-``remap*``, ``continual*``) are built in :mod:`xlt_plugin.study.own_profiles`;
-:data:`PROFILES` names them all for ``xlt study --profile``.
+``demo`` (what ``make demo`` runs), ``tiny`` (tests), ``languages`` (the recipe
+READMEs' table) and ``gpu`` re-measure the paper's findings: transfer against
+scratch across languages, accents, domains, data sizes and freezing plans. The
+profiles of the plugin's own claims (``bases``, ``remap*``, ``continual*``,
+``difficulty``) are built in :mod:`xlt_plugin.study.own_profiles`, and ``full``
+(``make study``: all of them and the paper's sections, realistic, with seeds) in
+:mod:`xlt_plugin.study.full`; :data:`PROFILES` names them all for
+``xlt study --profile``.
 """
 
 from __future__ import annotations
 
+from xlt_plugin.study.full import full_profile
 from xlt_plugin.study.own_profiles import (
     bases_profile,
     bases_zh_profile,
@@ -188,69 +191,6 @@ def demo_profile() -> Profile:
             "base = quartznet_small), one language (es), one accent set, one domain."
         ),
         forgetting=[("language_es_xfer_s1", "base_small")],
-    )
-
-
-def full_profile(seeds: int = 1) -> Profile:
-    """Everything in the issue: 4 languages, accents, 2 domains, sizes, freezing."""
-    base_over = {"number_of_epochs": 15}
-    tune = {"number_of_epochs": 20}
-    small: dict = {}  # the YAML defaults: small base = quartznet_small
-    corpora = [
-        Corpus("en", "en", 3000, seed=1, accents=BASE_ACCENTS),
-        # 300-word Han text: a character inventory this size learns (see the
-        # languages profile); larger inventories need far more audio.
-        Corpus("zh-CN", "zh-CN", 3000, seed=11, vocab_size=300),
-        *_target_corpora(1500, {"es": 2, "de": 5, "ru": 6, "zh-HK": 7}, "zh-HK"),
-        Corpus("en_accents", "en", 800, seed=3, accents=HELD_OUT_ACCENTS),
-        Corpus("en_medical", "en", 800, seed=4, domain="medical"),
-        Corpus("en_atc", "en", 800, seed=8, domain="atc"),
-    ]
-    # Fine-tuning sizes for the larger-vs-smaller base comparison (~10/30/62 min).
-    sizes = {"10min": 190, "30min": 570}
-    corpora += [
-        Corpus(f"es_{label}", "es", subset_of="es", train_utterances=n)
-        for label, n in sizes.items()
-    ]
-    runs = [
-        _base_run("small", base_over),
-        _base_run("large", base_over),
-        _mandarin_base("zh-CN"),
-    ]
-    for seed in range(1, seeds + 1):
-        runs += _language_runs(tune, "zh-HK", seed)
-        runs += _transfer_runs(
-            "accent", "en", "AccentedEnglish", "xfer.yaml", "scratch.yaml",
-            "en_accents", "base_small", tune, small, seed,
-        )  # fmt: skip
-        for domain in ("medical", "atc"):
-            runs += _transfer_runs(
-                "domain", "en", "Domain", "xfer.yaml", "scratch.yaml",
-                f"en_{domain}", "base_small", tune, small, seed,
-                prefix=f"domain_{domain}",
-            )  # fmt: skip
-        for label in [*sizes, "all"]:
-            data = "es" if label == "all" else f"es_{label}"
-            # At full size the small-base transfer and scratch are the language
-            # runs (the report reads them there): only the large base runs again.
-            starts = [("xfer", "small"), ("xfer", "large"), ("scratch", None)]
-            for variant, base in starts[1:2] if label == "all" else starts:
-                prefix = f"size_es_{base}_{label}" if base else f"size_es_{label}"
-                runs += _transfer_runs(
-                    "size", "es", "CommonVoice", "es_xfer.yaml", "es_scratch.yaml",
-                    data, f"base_{base or 'small'}", tune, small, seed,
-                    variants=(variant,), size=label, prefix=prefix,
-                )  # fmt: skip
-        runs += _freezing_runs(tune, seed)
-    return Profile(
-        "full",
-        corpora,
-        runs,
-        description="Full profile: YAML-default presets, every table of the study.",
-        forgetting=[
-            ("language_es_xfer_s1", "base_small"),
-            ("freezing_es_frozen_bn_s1", "base_small"),
-        ],
     )
 
 

@@ -151,12 +151,12 @@ class Study:
         self.folder = Path(folder)
         self.manifest = json.loads((self.folder / "study.json").read_text())
         self.runs = {r["name"]: r for r in self.manifest["runs"]}
-        self.records = {
-            name: read_metrics(self.folder / "runs" / name) for name in self.runs
-        }
+        self.records = {name: read_metrics(self.path(name)) for name in self.runs}
 
     def path(self, name: str) -> Path:
-        return self.folder / "runs" / name
+        """The folder of run ``name`` (that of its ``same_as`` run, if any)."""
+        run = self.runs.get(name, {})
+        return self.folder / "runs" / (run.get("same_as") or name)
 
     def select(self, **match) -> list[dict]:
         """Runs whose manifest fields equal ``match`` and that finished."""

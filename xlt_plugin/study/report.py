@@ -16,6 +16,7 @@ a model run on audio (forgetting) comes from :mod:`xlt_plugin.study.evaluate`.
 
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 from pathlib import Path
@@ -87,7 +88,12 @@ def _claim(better: list, worse: list, text: str) -> str:
     return _evidence(d, text)
 
 
-def _language_section(study: Study, verdicts: list) -> list[str]:
+def _language_section(study: Study, verdicts: list, own: list) -> list[str]:
+    """Each language from scratch, with the head re-initialised and remapped.
+
+    Transfer vs scratch goes to the paper's ``verdicts``, the remapped head vs the
+    re-initialised one to the plugin's (``own``).
+    """
     lines = ["## 1. Languages", ""]
     languages = sorted({r["language"] for r in study.select(task="language")})
     if not languages:
@@ -133,7 +139,7 @@ def _language_section(study: Study, verdicts: list) -> list[str]:
             )
         if final["xfer_none"] and final["xfer"]:
             x, n = statistics.mean(final["xfer"]), statistics.mean(final["xfer_none"])
-            verdicts.append(
+            own.append(
                 _claim(
                     final["xfer"],
                     final["xfer_none"],
@@ -147,7 +153,7 @@ def _language_section(study: Study, verdicts: list) -> list[str]:
             ]
             if None not in early[0] + early[1]:
                 x1, n1 = statistics.mean(early[0]), statistics.mean(early[1])
-                verdicts.append(
+                own.append(
                     _claim(
                         early[0],
                         early[1],
@@ -181,21 +187,31 @@ def _language_section(study: Study, verdicts: list) -> list[str]:
     return lines
 
 
-def _per_set_section(study: Study, task: str, title: str, verdicts: list) -> list:
+def _per_set_section(
+    study: Study, task: str, title: str, verdicts: list, own: list
+) -> list:
+    """Accents or domains: per test set, the base as is, fine-tuned and scratch.
+
+    With ``xfer_none`` runs (the head re-initialised), a column and the
+    plugin's claim (``own``) that its head beats them.
+    """
     lines = [title, ""]
     xfers = study.select(task=task, variant="xfer")
     if not xfers:
         return lines + ["No runs finished.", ""]
+    reinit = bool(study.select(task=task, variant="xfer_none"))
     rows = []
     groups = sorted({r["data"] for r in xfers})
     for data in groups:
         xs = [r for r in xfers if r["data"] == data]
         ss = study.select(task=task, variant="scratch", data=data)
+        nones = study.select(task=task, variant="xfer_none", data=data)
         sets = sorted(final_tests(study.records[xs[0]["name"]]))
         for test_set in sets:
             base = [study.zero_shot(r, "WER", test_set) for r in xs]
             tuned = [study.final(r, "WER", test_set) for r in xs]
             scratch = [study.final(r, "WER", test_set) for r in ss]
+            none = [study.final(r, "WER", test_set) for r in nones]
             with_lm = [
                 final_tests(study.records[r["name"]], "beam+lm").get(test_set, {})
                 for r in xs
@@ -207,6 +223,7 @@ def _per_set_section(study: Study, task: str, title: str, verdicts: list) -> lis
                     _mean_std(tuned),
                     _mean_std([t.get("WER") for t in with_lm]),
                     _mean_std(scratch),
+                    *([_mean_std(none)] if reinit else []),
                     _mean_std([study.zero_shot(r, "CER", test_set) for r in xs]),
                     _mean_std([study.final(r, "CER", test_set) for r in xs]),
                     _mean_std([study.final(r, "CER", test_set) for r in ss]),
@@ -222,6 +239,16 @@ def _per_set_section(study: Study, task: str, title: str, verdicts: list) -> lis
                         f"WER {t:.1f} vs scratch {s:.1f}.",
                     )
                 )
+            if none and tuned and None not in none + tuned:
+                t, n = statistics.mean(tuned), statistics.mean(none)
+                own.append(
+                    _claim(
+                        tuned,
+                        none,
+                        f"{task} '{test_set}': the remapped head's WER {t:.1f} vs "
+                        f"{n:.1f} with the head re-initialised.",
+                    )
+                )
     lines += _table(
         [
             "test set",
@@ -229,6 +256,7 @@ def _per_set_section(study: Study, task: str, title: str, verdicts: list) -> lis
             "fine-tuned WER",
             "fine-tuned + LM WER",
             "scratch WER",
+            *(["head re-initialised WER"] if reinit else []),
             "base as is CER",
             "fine-tuned CER",
             "scratch CER",
@@ -239,76 +267,82 @@ def _per_set_section(study: Study, task: str, title: str, verdicts: list) -> lis
 
 
 def _size_section(study: Study, verdicts: list) -> list[str]:
+    """Transfers from bases of growing size at each fine-tuning size.
+
+    The bases are every base a ``size`` run transfers from (at ``all``, also the
+    Spanish language runs'), ordered by parameters; the claim compares each base
+    with the next larger one at the smallest fine-tuning size.
+    """
     lines = ["## 4. Larger base vs smaller base", ""]
-    rows, smallest = [], None
-    sizes = []
-    for run in study.manifest["runs"]:
-        if run["task"] == "size" and run["size"] not in sizes:
-            sizes.append(run["size"])
+    planned = [r for r in study.manifest["runs"] if r["task"] == "size"]
+    sizes = list(dict.fromkeys(r["size"] for r in planned))
     if not sizes:
         return lines + ["No size runs in this profile.", ""]
+    spanish = [
+        r
+        for r in study.manifest["runs"]
+        if r["task"] == "language" and r["language"] == "es"
+    ]
+
+    def cer_of(size, **match):
+        runs = study.select(task="size", size=size, **match)
+        if size == "all":  # the full-size language runs double as this size
+            runs += study.select(task="language", language="es", **match)
+        return [study.final(r) for r in runs]
+
+    transfers = [r for r in planned if r["variant"] == "xfer"]
+    if "all" in sizes:
+        transfers += [r for r in spanish if r["variant"] == "xfer"]
+    bases = list(dict.fromkeys(r["base"] for r in transfers))
+    params = {name: parameter_count(study.path(name)) for name in bases}
+    bases.sort(key=lambda name: params[name] or 0)
+    rows, smallest = [], None
     for size in sizes:
-
-        def cer_of(size=size, **match):
-            runs = study.select(task="size", size=size, **match)
-            if size == "all":  # the full-size language runs double as this size
-                runs += study.select(task="language", language="es", **match)
-            return [study.final(r) for r in runs]
-
-        small = cer_of(variant="xfer", base="base_small")
-        large = cer_of(variant="xfer", base="base_large")
-        scratch = cer_of(variant="scratch")
-        data = {
-            r["data"]
-            for r in study.manifest["runs"]
-            if r["task"] == "size" and r["size"] == size
-        }
+        data = {r["data"] for r in planned if r["size"] == size}
         minutes = [_train_minutes(study, d) for d in data]
+        by_base = {b: cer_of(size, variant="xfer", base=b) for b in bases}
         rows.append(
             [
                 size,
                 _fmt(minutes[0] if minutes else None),
-                _mean_std(scratch),
-                _mean_std(small),
-                _mean_std(large),
+                _mean_std(cer_of(size, variant="scratch")),
+                *(_mean_std(by_base[b]) for b in bases),
             ]
         )
-        if smallest is None and small and large:
-            smallest = (size, small, large)
+        if smallest is None and sum(bool(v) for v in by_base.values()) > 1:
+            smallest = (size, by_base)
     lines += _table(
         [
             "fine-tuning data",
             "train minutes",
             "scratch CER",
-            "small-base transfer CER",
-            "large-base transfer CER",
+            *(f"transfer CER from `{b}` ({_fmt(params[b])} params)" for b in bases),
         ],
         rows,
     )
-    bases = ("base_small", "base_large")
-    params = {name: parameter_count(study.path(name)) for name in bases}
     english = {}
     for name in bases:
         runs = study.select(name=name)
         english[name] = study.final(runs[0]) if runs else None
     lines += [
-        f"Base parameters: small {_fmt(params['base_small'])}, large "
-        f"{_fmt(params['base_large'])}. English test CER of the bases themselves: "
-        f"small {_fmt(english['base_small'])}, large {_fmt(english['base_large'])}"
-        " (a larger base is only a better start if it is a better English model).",
+        "English test CER of the bases themselves: "
+        + ", ".join(f"`{b}` {_fmt(english[b])}" for b in bases)
+        + " (a larger base is only a better start if it is a better English model).",
         "",
     ]
     if smallest:
-        size, small, large = smallest
-        verdicts.append(
-            _claim(
-                large,
-                small,
-                f"larger base at the smallest size ({size}): CER "
-                f"{statistics.mean(large):.1f} vs smaller base "
-                f"{statistics.mean(small):.1f}.",
+        size, by_base = smallest
+        measured = [b for b in bases if by_base[b]]
+        for small, large in itertools.pairwise(measured):
+            verdicts.append(
+                _claim(
+                    by_base[large],
+                    by_base[small],
+                    f"larger base at the smallest size ({size}): `{large}` CER "
+                    f"{statistics.mean(by_base[large]):.1f} vs `{small}` "
+                    f"{statistics.mean(by_base[small]):.1f}.",
+                )
             )
-        )
     return lines
 
 
@@ -572,16 +606,16 @@ def write_report(study_dir: str | Path) -> Path:
     # sections (they would all read "no runs"); every other profile has them all.
     paper = not own or bool(tasks & PAPER_TASKS)
     verdicts: list[str] = []
+    plugin_verdicts: list[str] = []
     body = []
     if paper:
-        body += _language_section(study, verdicts)
-        body += _per_set_section(study, "accent", "## 2. Accents", verdicts)
-        body += _per_set_section(study, "domain", "## 3. Domains", verdicts)
+        body += _language_section(study, verdicts, plugin_verdicts)
+        for task, title in (("accent", "## 2. Accents"), ("domain", "## 3. Domains")):
+            body += _per_set_section(study, task, title, verdicts, plugin_verdicts)
         body += _size_section(study, verdicts)
         body += _convergence_section(study, figures, verdicts)
         body += _freezing_section(study)
         body += _forgetting_section(study)
-    plugin_verdicts: list[str] = []
     if "bases" in own:
         body += _bases_section(study, plugin_verdicts)
     if "difficulty" in own:
@@ -610,7 +644,7 @@ def write_report(study_dir: str | Path) -> Path:
             *(verdicts or ["- No comparison finished."]),
             "",
         ]
-    if own:
+    if own or plugin_verdicts:
         head += [
             "## The plugin's own claims, here",
             "",

@@ -249,11 +249,13 @@ def execute(
 
     A run starts when its base has finished; a failed base fails its dependants
     (counted, reported) while independent runs go on. A folder made by another
-    definition of its run is neither reused nor overwritten: it is reported.
+    definition of its run is neither reused nor overwritten: it is reported. A
+    run that is another's second name (``same_as``) is not trained: it gets that
+    run's status, and the report reads that run's folder.
     """
     from tqdm import tqdm
 
-    runs = {run.name: run for run in profile.runs}
+    runs = {run.name: run for run in profile.trained()}
     status: dict[str, str] = {}
     for name, run in runs.items():
         folder = run_folder(runs_dir, run)
@@ -320,6 +322,9 @@ def execute(
         ):
             raise RuntimeError(f"Study runs wait on bases that never run: {pending}")
     bar.close()
+    for run in profile.runs:  # a second name shares its run's status
+        if run.same_as:
+            status[run.name] = status[run.same_as]
     return status
 
 

@@ -57,6 +57,9 @@ class Run:
     language: str = ""
     size: str | None = None  # label of the fine-tuning data size
     seed: int = 1
+    # Another run of the profile that is this same training: reported under both
+    # names (and both tasks), trained once. The other fields are labels only.
+    same_as: str | None = None
 
 
 @dataclass
@@ -68,6 +71,36 @@ class Profile:
     runs: list[Run]
     description: str = ""
     forgetting: list[tuple[str, str]] = field(default_factory=list)
+
+    def trained(self) -> list[Run]:
+        """The runs that train (those that are not another run's second name).
+
+        Raises ValueError when a ``same_as`` names no trained run of the profile,
+        or when a run's base is such a second name.
+
+        Example
+        -------
+        >>> a = Run("remap_es_all_xfer_s1", "CommonVoice", "es_xfer.yaml", "es",
+        ...         "remap", "xfer")
+        >>> b = Run("language_es_xfer_s1", "CommonVoice", "es_xfer.yaml", "es",
+        ...         "language", "xfer", same_as="remap_es_all_xfer_s1")
+        >>> [r.name for r in Profile("p", [], [a, b]).trained()]
+        ['remap_es_all_xfer_s1']
+        """
+        trained = [run for run in self.runs if not run.same_as]
+        names = {run.name for run in trained}
+        for run in self.runs:
+            if run.same_as and run.same_as not in names:
+                raise ValueError(
+                    f"Run {run.name} is same_as {run.same_as!r}, which is not a "
+                    f"trained run of profile {self.name}"
+                )
+            if run.base and run.base not in names:
+                raise ValueError(
+                    f"Run {run.name}: its base {run.base!r} is not a trained run of "
+                    f"profile {self.name}"
+                )
+        return trained
 
 
 #: A run override that names a corpus of the profile: the command line gets the

@@ -1,0 +1,124 @@
+"""The study's second edition (``full``): one profile made of the others.
+
+No training: the union's rules, the full profile's definition, a run reported
+under a second name (``same_as``) by the runner and the report.
+"""
+
+import dataclasses
+import json
+
+import pytest
+
+from xlt_plugin.runs import append_metrics, metrics_path
+from xlt_plugin.study.estimates import estimate
+from xlt_plugin.study.full import full_profile, union
+from xlt_plugin.study.own_profiles import REMAP_CHOSEN, remap_tiny_profile
+from xlt_plugin.study.profiles import PROFILES
+from xlt_plugin.study.reader import Study
+from xlt_plugin.study.runner import execute, write_definition, write_manifest
+from xlt_plugin.study.spec import Corpus, Profile, Run
+
+
+def _run(name, seed=1, **fields):
+    over = {"number_of_epochs": 2, "seed": seed}
+    return Run(name, "CommonVoice", "es_xfer.yaml", "es", "remap", "xfer",
+               **{"overrides": over, **fields})  # fmt: skip
+
+
+def test_union_trains_one_definition_once():
+    first = _run("a")
+    same = dataclasses.replace(
+        _run("b"), overrides={"seed": 1, "number_of_epochs": 2}, task="language"
+    )  # the same overrides in another order
+    other = _run("c", seed=2)
+    corpus = Corpus("es", "es", 10)
+    both = union("u", [Profile("p", [corpus], [first]),
+                       Profile("q", [corpus], [same, other, first])], "")  # fmt: skip
+    assert [r.name for r in both.runs] == ["a", "b", "c"]
+    assert [r.same_as for r in both.runs] == [None, "a", None]
+    assert [r.name for r in both.trained()] == ["a", "c"]
+    assert both.runs[1].task == "language"  # its own labels stay
+
+
+def test_union_refuses_two_definitions_of_one_name():
+    corpus = Corpus("es", "es", 10)
+    with pytest.raises(ValueError, match="Corpus es differs"):
+        union("u", [Profile("p", [corpus], []),
+                    Profile("q", [Corpus("es", "es", 20)], [])], "")  # fmt: skip
+    with pytest.raises(ValueError, match="Run a differs"):
+        union("u", [Profile("p", [corpus], [_run("a")]),
+                    Profile("q", [corpus], [_run("a", seed=2)])], "")  # fmt: skip
+
+
+def test_a_second_name_must_name_a_trained_run():
+    alias = _run("b", same_as="missing")
+    with pytest.raises(ValueError, match="same_as 'missing'"):
+        Profile("p", [], [_run("a"), alias]).trained()
+    with pytest.raises(ValueError, match="its base 'b'"):
+        Profile("p", [], [_run("a"), _run("b", same_as="a"), _run("c", base="b")]
+                ).trained()  # fmt: skip
+
+
+def test_full_profile_definition():
+    profile = PROFILES["full"](seeds=2)
+    assert profile is not None and profile.name == "full"
+    trained = {r.name: r for r in profile.trained()}  # every second name resolves
+    corpora = {c.name for c in profile.corpora}
+    assert len(corpora) == len(profile.corpora)
+    assert all(r.data in corpora for r in profile.runs)
+    assert all(c.conditions == "realistic" for c in profile.corpora
+               if c.name not in ("en_clean", "es_clean", "es_clean_10min"))  # fmt: skip
+    for run in profile.runs:  # a second name is the same training
+        if run.same_as:
+            target = trained[run.same_as]
+            assert (run.recipe, run.hparams, run.data) == (
+                target.recipe, target.hparams, target.data), run.name  # fmt: skip
+    chosen = REMAP_CHOSEN[0]
+    names = {r.name: r for r in profile.runs}
+    assert names["language_de_xfer_s2"].same_as == f"remap_de_all_{chosen}_s2"
+    assert names["accent_en_xfer_s1"].same_as == "continual_accents_full_s1"
+    assert names["accent_en_xfer_none_s1"].same_as is None  # trained here
+    assert names["accent_en_xfer_none_s1"].overrides["remap_strategy"] == "none"
+    # The ladder bases (2 seeds) and their Spanish transfers at every size.
+    assert {r.name for r in profile.runs if r.task == "bases"} >= {
+        "bases_quartznet_small_s2"}  # fmt: skip
+    size = [r for r in profile.runs if r.task == "size" and r.variant == "xfer"]
+    assert {r.base for r in size} == {
+        "bases_quartznet_tiny_s1", "bases_quartznet_mini_s1", "bases_quartznet_small_s1"
+    }  # fmt: skip
+    assert {r.size for r in size if r.seed == 2} == {"10min", "30min"}
+    tasks = {r.task for r in profile.runs}
+    assert tasks >= {"language", "accent", "domain", "size", "freezing", "remap",
+                     "continual", "difficulty", "bases"}  # fmt: skip
+    hours = estimate(profile)["hours"]
+    assert f"About {hours:.0f} h" in profile.description
+    assert estimate(full_profile(seeds=1))["hours"] < hours
+
+
+def test_runner_and_report_read_a_second_name(tmp_path):
+    """A second name is not trained: it takes its run's status and numbers."""
+    profile = union("u", [remap_tiny_profile(1)], "")
+    target = next(r for r in profile.runs if r.task == "remap" and r.size == "all")
+    alias = dataclasses.replace(target, name="language_es_xfer_s1", task="language",
+                                same_as=target.name)  # fmt: skip
+    profile.runs.append(alias)
+    folders = {c.name: tmp_path / "data" / c.name for c in profile.corpora}
+    runs_dir = tmp_path / "runs"
+    for run in profile.trained():  # every trained run already finished
+        folder = runs_dir / run.name
+        (folder / "model").mkdir(parents=True)
+        (folder / "model" / "config.json").write_text("{}")
+        write_definition(folder, dataclasses.asdict(run))
+        append_metrics(metrics_path(folder), {"epoch": 2, "stage": "test",
+                       "CER": 12.5, "WER": 40.0, "test_set": "test",
+                       "zero_shot": False})  # fmt: skip
+    status = execute(profile, folders, runs_dir, progress=False)
+    assert status[alias.name] == status[target.name] == "ok"
+    assert not (runs_dir / alias.name).exists()
+    write_manifest(profile, folders, tmp_path)
+    study = Study(tmp_path)
+    assert study.path(alias.name) == runs_dir / target.name
+    (run,) = study.select(task="language")
+    assert run["name"] == alias.name and study.final(run) == 12.5
+    assert json.loads((tmp_path / "study.json").read_text())["runs"][-1][
+        "same_as"] == target.name  # fmt: skip
