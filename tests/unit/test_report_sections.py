@@ -441,7 +441,8 @@ def test_convergence_with_seeds(tmp_path):
     assert row[-1] == "2"
     assert (
         "- **Holds here**: language (es): transfer reaches each seed's scratch best "
-        "dev CER in 1.0 epochs vs 2.0 for scratch (2 seeds; mean ratio 0.50)."
+        "dev CER (45.0 on average) in 1.0 epochs vs 2.0 for scratch (2 seeds; mean "
+        "ratio 0.50)."
     ) in text
     figure = tmp_path / "figures" / "convergence_language_es.png"
     assert figure.stat().st_size > 5000
@@ -503,6 +504,24 @@ def test_accents_with_a_reinitialised_head(tmp_path):
     paper, own = text.split("## The plugin's own claims, here")
     assert "accent 'scotland': fine-tuned WER 41.5 vs scratch 91.5" in paper
     assert "accent 'scotland': the remapped head's WER 41.5 vs 51.5" in own
+
+
+def test_convergence_one_seed_that_never_reaches_scratch(tmp_path):
+    """One seed gives a direction; a transfer that never reaches scratch's best
+    counts at its full length, as with seeds, and the line says so."""
+    runs = []
+    for variant, dev1 in (("scratch", 40.0), ("xfer", 90.0)):
+        name = f"language_es_{variant}_s1"
+        runs.append(_run(name, "language", variant, data="es", base="b"))
+        _metrics(tmp_path / "runs" / name, {"test": (10.0, 40.0)}, dev1=dev1)
+    _study(tmp_path, "demo", runs)
+    text = write_report(tmp_path).read_text(encoding="utf-8")
+    assert (
+        "- **Not measurable here** (one seed; the direction disagrees): language "
+        "(es): transfer reaches each seed's scratch best dev CER (20.0 on average) "
+        "in 2.0 epochs vs 2.0 for scratch (1 seed, 1 never reached it: counted at "
+        "its full length; mean ratio 1.00)."
+    ) in text
 
 
 # ------------------------------------------------------------------ publishing
