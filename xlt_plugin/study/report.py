@@ -229,26 +229,15 @@ def _per_set_section(
                     _mean_std([study.final(r, "CER", test_set) for r in ss]),
                 ]
             )
-            if scratch and tuned and None not in scratch + tuned:
-                t, s = statistics.mean(tuned), statistics.mean(scratch)
-                verdicts.append(
-                    _claim(
-                        tuned,
-                        scratch,
-                        f"{task} '{test_set}': fine-tuned "
-                        f"WER {t:.1f} vs scratch {s:.1f}.",
-                    )
-                )
-            if none and tuned and None not in none + tuned:
-                t, n = statistics.mean(tuned), statistics.mean(none)
-                own.append(
-                    _claim(
-                        tuned,
-                        none,
-                        f"{task} '{test_set}': the remapped head's WER {t:.1f} vs "
-                        f"{n:.1f} with the head re-initialised.",
-                    )
-                )
+            for other, claims, text in (
+                (scratch, verdicts, "fine-tuned WER {t:.1f} vs scratch {o:.1f}."),
+                (none, own, "the remapped head's WER {t:.1f} vs {o:.1f} with the "
+                 "head re-initialised."),
+            ):  # fmt: skip
+                if other and tuned and None not in other + tuned:
+                    t, o = statistics.mean(tuned), statistics.mean(other)
+                    line = f"{task} '{test_set}': " + text.format(t=t, o=o)
+                    claims.append(_claim(tuned, other, line))
     lines += _table(
         [
             "test set",
