@@ -18,6 +18,7 @@ from xlt_plugin.study.own_profiles import (
     BASE_LADDER,
     CONTINUAL_TASKS,
     EN_BASE,
+    LANGUAGE_HEAD,
     REMAP_CHOSEN,
     REMAP_TARGETS,
     XLT_BASE_PRESET,
@@ -145,7 +146,8 @@ def _paper_runs(seeds: int, scale: Scale, continual: Profile) -> list[Run]:
             runs += [
                 Run(f"size_es_{preset}_{label}_s{seed}", "CommonVoice",
                     "es_xfer.yaml", data, "size", "xfer",
-                    base=f"bases_{preset}_s1", overrides=over, **size)
+                    base=f"bases_{preset}_s1", overrides={**LANGUAGE_HEAD, **over},
+                    **size)
                 for preset in BASE_LADDER
             ]  # fmt: skip
         for plan in ("frozen_bn", "staged", "adapters"):
@@ -158,7 +160,8 @@ def _paper_runs(seeds: int, scale: Scale, continual: Profile) -> list[Run]:
             Run(f"freezing_es_layerwise_s{seed}", "CommonVoice", "es_xfer.yaml",
                 "es", "freezing", "layerwise", base=EN_BASE, language="es",
                 seed=seed,
-                overrides={**epochs["all"], "lr_decay": 0.8, "seed": seed})
+                overrides={**LANGUAGE_HEAD, **epochs["all"], "lr_decay": 0.8,
+                           "seed": seed})
         )  # fmt: skip
     return runs
 

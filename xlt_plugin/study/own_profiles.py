@@ -76,6 +76,11 @@ REMAP_REMEDIES = {
 #: screening's name when it is one of REMAP_REMEDIES so its 10-minute runs are
 #: reused.
 REMAP_CHOSEN: tuple[str, dict] = ("calibrate", REMAP_REMEDIES["calibrate"])
+#: The head of every transfer to another language outside the remap comparison
+#: (continual, difficulty, the full profile's sizes and freezing): the chosen
+#: remedy, named in each run's overrides so that what a run trained never
+#: depends on the recipe YAML's default at the time it ran.
+LANGUAGE_HEAD: dict = dict(REMAP_CHOSEN[1])
 #: Which recipe and base each remap language uses.
 REMAP_TARGETS = {
     "de": ("CommonVoice", "de_xfer.yaml", EN_BASE),
@@ -370,7 +375,9 @@ def _continual_profile(
             if task in CONTINUAL_LANGUAGES:
                 recipe, xfer_yaml, scratch_yaml = CONTINUAL_LANGUAGES[task]
                 data, language, replay = task, task, {}
-                task_methods = {m: methods[m] for m in LANGUAGE_METHODS}
+                task_methods = {
+                    m: {**LANGUAGE_HEAD, **methods[m]} for m in LANGUAGE_METHODS
+                }
             else:
                 recipe, data, _ = CONTINUAL_TASKS[task]
                 xfer_yaml, scratch_yaml, language = "xfer.yaml", "scratch.yaml", "en"
@@ -576,6 +583,8 @@ def difficulty_profile(seeds: int = 2) -> Profile:
                     over = {**epochs, "seed": seed}
                     if variant == "scratch":
                         over["encoder_preset"] = XLT_BASE_PRESET
+                    else:
+                        over.update(LANGUAGE_HEAD)
                     runs.append(
                         Run(f"difficulty_es_{conditions}_{label}_{variant}_s{seed}",
                             "CommonVoice", hparams, data, "difficulty", variant,
