@@ -524,6 +524,28 @@ def test_convergence_one_seed_that_never_reaches_scratch(tmp_path):
     ) in text
 
 
+def test_augment_section(tmp_path):
+    runs = []
+    cers = {("en", "off"): [50.0, 51.0], ("en", "on"): [45.0, 46.0],
+            ("es", "off"): [35.0, 36.0], ("es", "on"): [35.5, 35.0]}  # fmt: skip
+    for (language, label), values in cers.items():
+        for seed, cer in enumerate(values, start=1):
+            name = f"augment_{language}_{label}_s{seed}"
+            size = "base" if language == "en" else "10min"
+            runs.append(_run(name, "augment", label, data=language, size=size,
+                             language=language, seed=seed))  # fmt: skip
+            _metrics(tmp_path / "runs" / name, {"test": (cer, 90.0)},
+                     seconds=20.0 if label == "on" else 10.0)  # fmt: skip
+    _study(tmp_path, "augment", runs)
+    text = write_report(tmp_path).read_text(encoding="utf-8")
+    row = _rows(text, "English base (base)")[0]
+    assert row[1:3] == ["50.5 ± 0.7", "45.5 ± 0.7"]
+    assert row[4:] == ["10.0 ± 0.0", "20.0 ± 0.0"]
+    assert "- **Holds here**: augmentation helps the English base" in text
+    assert "augmentation helps the es transfer: test CER 35.2 on vs 35.5 off" in text
+    assert "## 1. Languages" not in text  # an own profile: no paper sections
+
+
 # ------------------------------------------------------------------ publishing
 def test_report_publish_copies_the_report_and_refreshes_the_readme(tmp_path):
     from xlt_plugin.cli import main

@@ -20,6 +20,10 @@ SECONDS_PER_AUDIO_MINUTE = {
     "quartznet_mini": 2.35 * 25 / 80,
     "quartznet_small": 2.3 * 25 / 80,
 }
+#: Training cost with ``augment: True`` (each batch and its augmented copy):
+#: quartznet_tiny 88 vs 42 s per epoch, quartznet_small 260 vs 120
+#: (recipes/EnglishBase/README.md).
+AUGMENT_FACTOR = 2.1
 #: Start, data preparation, zero-shot and final tests and export of one run.
 RUN_OVERHEAD_SECONDS = 30
 #: Realtime factor of ``xlt synth`` with 2 jobs (README: clean 125x, realistic 88x).
@@ -85,6 +89,8 @@ def run_seconds(run: Run, profile: Profile) -> float | None:
         return None
     train, dev = _train_dev_minutes(corpora[run.data], corpora)
     train /= 1 - float(run.overrides.get("replay_ratio", 0.0))
+    if run.overrides.get("augment"):
+        train *= AUGMENT_FACTOR
     epochs = int(run.overrides.get("number_of_epochs", 15))
     return epochs * rate * (train + dev / 3) + RUN_OVERHEAD_SECONDS
 

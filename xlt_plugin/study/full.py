@@ -1,9 +1,9 @@
 """The study, second edition (``make study``): every claim, realistic, with seeds.
 
 :func:`full_profile` is the union of the plugin's own profiles (``remap``,
-``continual``, ``difficulty``, ``bases``) and the runs the paper's sections need
-on top of them. Most paper rows are the same trainings as rows of those profiles
-under a second name (:attr:`~xlt_plugin.study.spec.Run.same_as`): Spanish
+``continual``, ``difficulty``, ``augment``, ``bases``) and the runs the paper's
+sections need on top of them. Most paper rows are the same trainings as rows of
+those profiles under a second name (:attr:`~xlt_plugin.study.spec.Run.same_as`): Spanish
 transferred with the default head is ``remap_es_all_<chosen>``, the accents'
 fine-tuning is ``continual_accents_full``. Each training runs once, and one
 ``--out`` shared with the own profiles reuses every run they finished.
@@ -23,6 +23,7 @@ from xlt_plugin.study.own_profiles import (
     REMAP_TARGETS,
     XLT_BASE_PRESET,
     Scale,
+    augment_profile,
     bases_profile,
     continual_profile,
     difficulty_profile,
@@ -172,7 +173,8 @@ def full_profile(seeds: int = 3) -> Profile:
     The paper's three claims (transfer beats scratch for four languages, two
     accents and two domains; larger bases are better even on small data;
     transfer converges faster) and the plugin's own (the remapped head, freezing
-    and continual learning, bases by size, clean vs realistic). The ladder
+    and continual learning, bases by size, clean vs realistic, augmentation). The
+    ladder
     bases get at most 2 seeds and their transfers at all of the Spanish data
     :data:`ALL_SIZE_SEEDS` (the claim is about small data).
 
@@ -191,6 +193,7 @@ def full_profile(seeds: int = 3) -> Profile:
     # The paper's runs use the corpora of the others (es_10min: remap's).
     paper = Profile("paper", [], _paper_runs(seeds, Scale(), continual))
     own = [remap_profile(seeds), continual, difficulty_profile(seeds)]
+    own.append(augment_profile(seeds))
     profile = union("full", [*own, bases_profile(min(seeds, 2)), paper], "")
     profile.forgetting = [
         (f"language_es_xfer_s{seed}", EN_BASE) for seed in range(1, seeds + 1)

@@ -533,6 +533,60 @@ def bases_zh_profile(seeds: int = 2) -> Profile:
     return _ladder_profile("bases_zh", corpus, "MandarinBase", "Mandarin", seeds, 24)
 
 
+# ------------------------------------------------------------- augmentation
+def augment_profile(seeds: int = 3) -> Profile:
+    """Augmentation on and off, with seeds: the English base and one transfer.
+
+    The English base of the remap profiles (``quartznet_tiny``, 25 epochs on the
+    realistic English corpus) trained with ``augment`` False and True, and
+    Spanish at 10 minutes transferred from ``base_en`` with each (the head of
+    :data:`LANGUAGE_HEAD`); ``seeds`` seeds each (issue 12's measurement: the
+    recipes keep ``augment: False`` unless it measures better).
+
+    Example
+    -------
+    >>> profile = augment_profile(seeds=1)
+    >>> [(r.name, r.overrides.get("augment")) for r in profile.runs[1:3]]
+    [('augment_en_off_s1', False), ('augment_en_on_s1', True)]
+    >>> len(profile.runs)
+    5
+    """
+    scale = Scale()
+    en, base = _english(scale)
+    es = _target_corpus("es", scale)
+    es_10min = Corpus("es_10min", "es", subset_of="es", vocab_size=es.vocab_size,
+                      conditions=REALISTIC,
+                      train_utterances=scale.subset("es", "10min"))  # fmt: skip
+    runs = [base]
+    for seed in range(1, seeds + 1):
+        for label, augment in (("off", False), ("on", True)):
+            over = {**base.overrides, "augment": augment, "seed": seed}
+            runs.append(
+                Run(f"augment_en_{label}_s{seed}", "EnglishBase",
+                    "quartznet_small.yaml", "en", "augment", label,
+                    overrides=over, language="en", size="base", seed=seed)
+            )  # fmt: skip
+        for label, augment in (("off", {}), ("on", {"augment": True})):
+            # Off is the YAML's default: the remap profile's run of that head.
+            over = {"number_of_epochs": scale.epochs["10min"], **LANGUAGE_HEAD,
+                    **augment, "seed": seed}  # fmt: skip
+            runs.append(
+                Run(f"augment_es_10min_{label}_s{seed}", "CommonVoice",
+                    "es_xfer.yaml", "es_10min", "augment", label, base=EN_BASE,
+                    overrides=over, language="es", size="10min", seed=seed)
+            )  # fmt: skip
+    return Profile(
+        "augment",
+        [en, es, es_10min],
+        runs,
+        description=(
+            "Augmentation (issue 12): speechbrain.augment on and off for the "
+            f"{XLT_BASE_PRESET} English base and for Spanish at 10 minutes "
+            f"transferred from it; realistic corpora, {seeds} seeds."
+        ),
+    )
+
+
 # -------------------------------------------------------------- difficulty
 def difficulty_profile(seeds: int = 2) -> Profile:
     """How much harder the realistic corpus is: Spanish, clean vs realistic.

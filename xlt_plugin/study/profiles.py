@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from xlt_plugin.study.full import full_profile
 from xlt_plugin.study.own_profiles import (
+    augment_profile,
     bases_profile,
     bases_zh_profile,
     continual_profile,
@@ -336,6 +337,7 @@ def gpu_profile() -> Profile:
 
 
 PROFILES = {
+    "augment": augment_profile,
     "bases": bases_profile,
     "bases_zh": bases_zh_profile,
     "difficulty": difficulty_profile,
@@ -353,6 +355,6 @@ PROFILES = {
 #: Profiles whose builder takes ``seeds`` (``xlt study --seeds N``); called
 #: without it, each uses its own default (remap 3, bases 2, the others 1).
 SEEDED = {
-    "bases", "bases_zh", "continual", "continual_tiny", "difficulty", "full",
-    "remap", "remap_screen", "remap_tiny",
+    "augment", "bases", "bases_zh", "continual", "continual_tiny", "difficulty",
+    "full", "remap", "remap_screen", "remap_tiny",
 }  # fmt: skip

@@ -36,6 +36,7 @@ from xlt_plugin.study.evidence import _evidence, compare_seeds
 from xlt_plugin.study.figures import convergence_figure, dev_cer_figure
 from xlt_plugin.study.markdown import _fmt, _mean_std, _table, _variant_label
 from xlt_plugin.study.own_sections import (
+    _augment_section,
     _bases_section,
     _continual_section,
     _difficulty_section,
@@ -586,7 +587,9 @@ def write_report(study_dir: str | Path) -> Path:
     figures.mkdir(exist_ok=True)
     tasks = {run["task"] for run in study.manifest["runs"]}
     own = [
-        task for task in ("bases", "difficulty", "remap", "continual") if task in tasks
+        task
+        for task in ("bases", "augment", "difficulty", "remap", "continual")
+        if task in tasks
     ]
     # A profile of only the plugin's own measurements has none of the paper's
     # sections (they would all read "no runs"); every other profile has them all.
@@ -604,6 +607,8 @@ def write_report(study_dir: str | Path) -> Path:
         body += _forgetting_section(study)
     if "bases" in own:
         body += _bases_section(study, plugin_verdicts)
+    if "augment" in own:
+        body += _augment_section(study, plugin_verdicts)
     if "difficulty" in own:
         body += _difficulty_section(study, plugin_verdicts)
     if "remap" in own:
