@@ -78,8 +78,10 @@ def _transfer_runs(
     return runs
 
 
-def _demo_runs(base_small: dict, base_large: dict, tune: dict, small: dict) -> list:
-    """The demo's runs: two bases, es (3 starts), large-base es, accent, domain."""
+def _every_section_runs(
+    base_small: dict, base_large: dict, tune: dict, small: dict
+) -> list:
+    """Two bases, es (3 starts), large-base es, accent, domain: each paper section."""
     runs = [_base_run("small", base_small), _base_run("large", base_large)]
     runs += _transfer_runs(
         "language", "es", "CommonVoice", "es_xfer.yaml", "es_scratch.yaml", "es",
@@ -167,31 +169,61 @@ def _language_runs(tune: dict, zh_hk: str, seed: int = 1) -> list[Run]:
     return runs
 
 
+#: The demo's seeds (two: each claim gets a verdict, not only a direction).
+DEMO_SEEDS = 2
+
+
 def demo_profile() -> Profile:
-    """Every claim of the paper once, within 30 minutes on 2 CPU cores."""
-    small = {"encoder_preset": "quartznet_tiny"}  # scratch = the small base's arch
-    base = {"number_of_epochs": 12}
+    """The paper's claims on realistic speech, within 30 minutes on 2 CPU cores.
+
+    One English base (``quartznet_tiny``, 25 epochs on ~100 min of realistic
+    English: on realistic speech a base needs the steps more than the size, and
+    a larger base does not leave CTC's blank plateau in a demo's time, so the
+    larger-vs-smaller claim is the study's, not the demo's), then Spanish from
+    scratch, with the head re-initialised and remapped, one held-out accent set
+    and the medical domain, :data:`DEMO_SEEDS` seeds each.
+
+    Example
+    -------
+    >>> profile = demo_profile()
+    >>> {c.conditions for c in profile.corpora}, len(profile.runs)
+    ({'realistic'}, 15)
+    """
+    real = "realistic"
+    small = {"encoder_preset": "quartznet_tiny"}  # scratch = the base's arch
+    tune = {"number_of_epochs": 15}
     corpora = [
-        Corpus("en", "en", 1500, seed=1, accents=BASE_ACCENTS),
-        Corpus("es", "es", 500, seed=2),
-        Corpus("en_accents", "en", 400, seed=3, accents=HELD_OUT_ACCENTS),
-        Corpus("en_medical", "en", 400, seed=4, domain="medical"),
-    ]
-    runs = _demo_runs(
-        {**base, **small},
-        {**base, "encoder_preset": "quartznet_small"},
-        {"number_of_epochs": 15},
-        small,
-    )
+        Corpus("en", "en", 1500, seed=1, accents=BASE_ACCENTS, conditions=real),
+        Corpus("es", "es", 500, seed=2, conditions=real),
+        Corpus("en_accents", "en", 400, seed=3, accents=HELD_OUT_ACCENTS,
+               conditions=real),
+        Corpus("en_medical", "en", 400, seed=4, domain="medical", conditions=real),
+    ]  # fmt: skip
+    runs = [_base_run("small", {"number_of_epochs": 25, **small})]
+    for seed in range(1, DEMO_SEEDS + 1):
+        runs += _transfer_runs(
+            "language", "es", "CommonVoice", "es_xfer.yaml", "es_scratch.yaml", "es",
+            "base_small", tune, small, seed, variants=("scratch", "xfer_none", "xfer"),
+        )  # fmt: skip
+        runs += _transfer_runs(
+            "accent", "en", "AccentedEnglish", "xfer.yaml", "scratch.yaml",
+            "en_accents", "base_small", tune, small, seed,
+        )  # fmt: skip
+        runs += _transfer_runs(
+            "domain", "en", "Domain", "xfer.yaml", "scratch.yaml", "en_medical",
+            "base_small", tune, small, seed,
+        )  # fmt: skip
     return Profile(
         "demo",
         corpora,
         runs,
         description=(
-            "Demo profile: scaled-down presets (small base = quartznet_tiny, large "
-            "base = quartznet_small), one language (es), one accent set, one domain."
+            "Demo profile: realistic speech, one English base (quartznet_tiny), "
+            f"Spanish, one accent set and one domain, {DEMO_SEEDS} seeds."
         ),
-        forgetting=[("language_es_xfer_s1", "base_small")],
+        forgetting=[
+            (f"language_es_xfer_s{s}", "base_small") for s in range(1, DEMO_SEEDS + 1)
+        ],
     )
 
 
@@ -205,7 +237,7 @@ def tiny_profile() -> Profile:
         Corpus("en_accents", "en", 12, seed=3, accents=HELD_OUT_ACCENTS),
         Corpus("en_medical", "en", 12, seed=4, domain="medical"),
     ]
-    runs = _demo_runs(
+    runs = _every_section_runs(
         {**tune, **small}, {**tune, "encoder_preset": "quartznet_small"}, tune, small
     )
     return Profile(
