@@ -29,7 +29,7 @@ from xlt_plugin.study.own_profiles import (
     difficulty_profile,
     remap_profile,
 )
-from xlt_plugin.study.spec import Profile, Run
+from xlt_plugin.study.spec import CORPUS_REF, Profile, Run
 
 #: The size labels of the larger-vs-smaller-base comparison (Spanish).
 SIZES = ("10min", "30min", "all")
@@ -211,3 +211,70 @@ def full_profile(seeds: int = 3) -> Profile:
         f"({ALL_SIZE_SEEDS}). A rerun reuses finished runs."
     )
     return profile
+
+
+def subset(profile: Profile, name: str, keep, description: str) -> Profile:
+    """The runs of ``profile`` that ``keep(run)`` is true of, and what they need.
+
+    A kept run brings its ``same_as`` run and its base (recursively), and the
+    corpora those runs read (a subset brings its parent, a ``corpus:`` override
+    its corpus). Names and definitions are the profile's own, so one ``--out``
+    shares them.
+
+    Example
+    -------
+    >>> small = subset(full_profile(1), "es", lambda r: r.name == "language_es_xfer_s1",
+    ...                "")
+    >>> sorted(r.name for r in small.runs)
+    ['base_en', 'language_es_xfer_s1', 'remap_es_all_calibrate_s1']
+    >>> [c.name for c in small.corpora]
+    ['en', 'es']
+    """
+    by_name = {run.name: run for run in profile.runs}
+    wanted = [run.name for run in profile.runs if keep(run)]
+    names: set = set()
+    while wanted:
+        run = by_name[wanted.pop()]
+        if run.name not in names:
+            names.add(run.name)
+            wanted += [n for n in (run.same_as, run.base) if n]
+    runs = [run for run in profile.runs if run.name in names]
+    corpora = {c.name: c for c in profile.corpora}
+    needed = {run.data for run in runs} | {
+        value.removeprefix(CORPUS_REF)
+        for run in runs
+        for value in run.overrides.values()
+        if isinstance(value, str) and value.startswith(CORPUS_REF)
+    }
+    needed |= {corpora[n].subset_of for n in needed if corpora[n].subset_of}
+    return Profile(
+        name,
+        [c for c in profile.corpora if c.name in needed],
+        runs,
+        description=description,
+        forgetting=[p for p in profile.forgetting if set(p) <= names],
+    )
+
+
+def languages_profile(seeds: int = 1) -> Profile:
+    """The recipe READMEs' language table: the full profile's language rows.
+
+    de, es, ru from the English base and zh-HK from the Mandarin one, each from
+    scratch, with the head re-initialised and with the default head, at all of
+    the training data; realistic corpora, ``seeds`` seeds. The same runs as
+    ``full`` (one ``--out`` shares them).
+
+    Example
+    -------
+    >>> profile = languages_profile()
+    >>> sorted({r.variant for r in profile.runs if r.task == "language"})
+    ['scratch', 'xfer', 'xfer_none']
+    """
+    return subset(
+        full_profile(seeds),
+        "languages",
+        lambda run: run.task == "language",
+        "Languages profile: the recipe READMEs' table (de, es, ru from an English "
+        f"{XLT_BASE_PRESET} base, zh-HK from a Mandarin one; realistic corpora, all "
+        f"of the training data, {seeds} seed{'s' * (seeds > 1)}).",
+    )

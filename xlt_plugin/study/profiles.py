@@ -12,7 +12,7 @@ profiles of the plugin's own claims (``bases``, ``remap*``, ``continual*``,
 
 from __future__ import annotations
 
-from xlt_plugin.study.full import full_profile
+from xlt_plugin.study.full import full_profile, languages_profile
 from xlt_plugin.study.own_profiles import (
     augment_profile,
     bases_profile,
@@ -27,8 +27,6 @@ from xlt_plugin.study.own_profiles import (
 from xlt_plugin.study.spec import (
     BASE_ACCENTS,
     HELD_OUT_ACCENTS,
-    MANDARIN_BASE,
-    MANDARIN_TINY,
     Corpus,
     Profile,
     Run,
@@ -103,70 +101,10 @@ def _every_section_runs(
     return runs
 
 
-def _freezing_runs(tune: dict, seed: int = 1) -> list:
-    """Spanish from ``base_small`` (a 5-block QuartzNet) with three freezing plans."""
-    plans = {
-        "frozen_bn": {"freeze_patterns": ["encoder"], "keep_batchnorm_trainable": True},
-        "staged": {
-            "freeze_patterns": ["encoder"],
-            "unfreeze_at": {
-                3: ["encoder.epilogue", "encoder.blocks.3-4"],
-                6: ["encoder"],
-            },
-        },
-        "layerwise": {"lr_decay": 0.8},
-    }
-    return [
-        Run(f"freezing_es_{variant}_s{seed}", "CommonVoice", "es_xfer.yaml", "es",
-            "freezing", variant, base="base_small",
-            overrides={**tune, **over, "seed": seed}, language="es", seed=seed)
-        for variant, over in plans.items()
-    ]  # fmt: skip
-
-
 def _base_run(size: str, overrides: dict) -> Run:
     """An English base (``base_small`` or ``base_large``) on the ``en`` corpus."""
     return Run(f"base_{size}", "EnglishBase", f"quartznet_{size}.yaml", "en",
                "base", size, overrides=overrides, language="en")  # fmt: skip
-
-
-def _mandarin_base(data: str) -> Run:
-    """``base_zh``: the Mandarin base (quartznet_tiny) on the corpus ``data``."""
-    return Run("base_zh", "MandarinBase", "quartznet_small.yaml", data, "base",
-               "tiny", overrides=MANDARIN_BASE, language="zh-CN")  # fmt: skip
-
-
-def _target_corpora(utterances: int, seeds: dict, zh_hk: str) -> list[Corpus]:
-    """The language transfers' targets: es, de, ru, then zh-HK (300-word text).
-
-    ``utterances`` each; ``seeds`` maps each locale to its seed; ``zh_hk`` names
-    the Cantonese corpus.
-    """
-    corpora = [
-        Corpus(lang, lang, utterances, seed=seeds[lang]) for lang in ("es", "de", "ru")
-    ]
-    cantonese = Corpus(zh_hk, "zh-HK", utterances, seed=seeds["zh-HK"], vocab_size=300)
-    return [*corpora, cantonese]
-
-
-def _language_runs(tune: dict, zh_hk: str, seed: int = 1) -> list[Run]:
-    """es, de, ru from ``base_small`` and zh-HK (corpus ``zh_hk``) from ``base_zh``.
-
-    Each from scratch, transferred without a head remap, and transferred.
-    """
-    three = ("scratch", "xfer_none", "xfer")
-    runs = []
-    for lang in ("es", "de", "ru"):
-        runs += _transfer_runs(
-            "language", lang, "CommonVoice", f"{lang}_xfer.yaml",
-            f"{lang}_scratch.yaml", lang, "base_small", tune, {}, seed,
-            variants=three,
-        )  # fmt: skip
-    runs += _transfer_runs(
-        "language", "zh-HK", "Cantonese", "xfer.yaml", "scratch.yaml", zh_hk,
-        "base_zh", tune, MANDARIN_TINY, seed, variants=three,
-    )  # fmt: skip
-    return runs
 
 
 #: The demo's seeds (two: each claim gets a verdict, not only a direction).
@@ -246,43 +184,6 @@ def tiny_profile() -> Profile:
         runs,
         description="Tiny profile (tests): a few utterances, two epochs.",
         forgetting=[("language_es_xfer_s1", "base_small")],
-    )
-
-
-def languages_profile() -> Profile:
-    """The recipes' README table: de, es, ru from English, zh-HK from Mandarin.
-
-    Small corpora (300 utterances per target language, 1000 per base), the
-    YAML-default small presets, 15 fine-tuning epochs: about an hour on 2 cores.
-    """
-    base_over = {"number_of_epochs": 12}
-    tune = {"number_of_epochs": 15}
-    corpora = [
-        Corpus("en", "en", 1000, seed=11, accents=BASE_ACCENTS),
-        # Han text: with 1,000 utterances the Mandarin base stayed at blank-only
-        # output (1,093 characters from 3,000 words, and 296 from 300 words at lr
-        # 0.005); 3,000 utterances of 300-word text train in a few epochs.
-        Corpus("zh-CN-3000x300w", "zh-CN", 3000, seed=21, vocab_size=300),
-        *_target_corpora(
-            300, {"es": 12, "de": 14, "ru": 15, "zh-HK": 16}, "zh-HK-300w"
-        ),
-    ]
-    runs = [_base_run("small", base_over), _mandarin_base("zh-CN-3000x300w")]
-    runs += _language_runs(tune, "zh-HK-300w")
-    runs += _freezing_runs(tune)
-    return Profile(
-        "languages",
-        corpora,
-        runs,
-        description=(
-            "Languages profile: the recipe READMEs' table (YAML-default small "
-            "presets, 300 utterances per target language)."
-        ),
-        forgetting=[
-            ("language_es_xfer_s1", "base_small"),
-            ("freezing_es_frozen_bn_s1", "base_small"),
-            ("freezing_es_staged_s1", "base_small"),
-        ],
     )
 
 
@@ -388,5 +289,5 @@ PROFILES = {
 #: without it, each uses its own default (remap 3, bases 2, the others 1).
 SEEDED = {
     "augment", "bases", "bases_zh", "continual", "continual_tiny", "difficulty",
-    "full", "remap", "remap_screen", "remap_tiny",
+    "full", "languages", "remap", "remap_screen", "remap_tiny",
 }  # fmt: skip

@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 
 BASE_ACCENTS = "us,england,rp,nyc,lancashire,west_midlands"
 HELD_OUT_ACCENTS = "scotland,caribbean"
-# The Mandarin base of the CPU profiles, and its from-scratch Cantonese twin. Han
-# text has hundreds of characters; on ~2,400 training utterances quartznet_tiny
-# leaves CTC's blank-only plateau by epoch 3 (dev CER 9.7 after 20 epochs), while
+# The encoder of the Mandarin bases and of Cantonese from scratch. Han text has
+# hundreds of characters; on ~2,400 training utterances quartznet_tiny leaves CTC's
+# blank-only plateau by epoch 3 (dev CER 9.7 after 20 epochs), while
 # quartznet_small was still at dev CER 95.6 after 6 epochs at lr 0.002.
 MANDARIN_TINY = {"encoder_preset": "quartznet_tiny"}
-MANDARIN_BASE = {"number_of_epochs": 20, **MANDARIN_TINY}
 
 
 @dataclass
