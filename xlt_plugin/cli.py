@@ -439,9 +439,19 @@ def study(parser: argparse.ArgumentParser) -> Runner:
         "profile's own: 3 for the remap profiles, 2 for bases, else 1)",
     )
 
-    def run(args: argparse.Namespace) -> int:
-        from xlt_plugin.study.runner import run_study
+    parser.add_argument(
+        "--plan",
+        action="store_true",
+        help="say what the study in --out has finished and has left, with the "
+        "hours left; run nothing",
+    )
 
+    def run(args: argparse.Namespace) -> int:
+        from xlt_plugin.study.runner import build_profile, plan, run_study
+
+        if args.plan:
+            print(plan(build_profile(args.profile, args.seeds), Path(args.out)))
+            return 0
         # The report's figures come last: fail now, not after hours of training.
         require("matplotlib", "xlt study (the report's figures)")
         result = run_study(args.profile, args.out, args.jobs, args.threads, args.seeds)

@@ -15,7 +15,7 @@ from xlt_plugin.study.full import full_profile, union
 from xlt_plugin.study.own_profiles import REMAP_CHOSEN, remap_tiny_profile
 from xlt_plugin.study.profiles import PROFILES
 from xlt_plugin.study.reader import Study
-from xlt_plugin.study.runner import execute, write_definition, write_manifest
+from xlt_plugin.study.runner import execute, plan, write_definition, write_manifest
 from xlt_plugin.study.spec import Corpus, Profile, Run
 
 
@@ -122,3 +122,10 @@ def test_runner_and_report_read_a_second_name(tmp_path):
     assert run["name"] == alias.name and study.final(run) == 12.5
     assert json.loads((tmp_path / "study.json").read_text())["runs"][-1][
         "same_as"] == target.name  # fmt: skip
+    # What is left: nothing; then one run whose definition changed.
+    trained = len(profile.trained())
+    assert f"({trained} finished, 0 left, 0 made by another" in plan(profile, tmp_path)
+    write_definition(runs_dir / target.name, {"name": target.name, "seed": 9})
+    text = plan(profile, tmp_path)
+    assert f"({trained - 1} finished, 0 left, 1 made by another" in text
+    assert f"changed: {target.name}" in text and "1 second names" in text

@@ -95,7 +95,9 @@ def run_seconds(run: Run, profile: Profile) -> float | None:
     return epochs * rate * (train + dev / 3) + RUN_OVERHEAD_SECONDS
 
 
-def estimate(profile: Profile, jobs: int = 2) -> dict:
+def estimate(
+    profile: Profile, jobs: int = 2, finished: frozenset = frozenset()
+) -> dict:
     """Runs, and the estimated hours of synthesis and training on a 2-core CPU.
 
     Training is scheduled as :func:`xlt_plugin.study.runner.execute` does (a run
@@ -107,6 +109,9 @@ def estimate(profile: Profile, jobs: int = 2) -> dict:
     profile : Profile
     jobs : int
         Runs side by side, one thread each.
+    finished : set of str
+        Runs (and corpora) already made: not counted, and a finished base is
+        ready from the start.
 
     Returns
     -------
@@ -124,9 +129,9 @@ def estimate(profile: Profile, jobs: int = 2) -> dict:
     synth = sum(
         c.utterances * _clip_seconds(c) / SYNTH_REALTIME.get(c.conditions, 88.0)
         for c in profile.corpora
-        if not c.subset_of
+        if not c.subset_of and c.name not in finished
     )
-    trained = profile.trained()
+    trained = [r for r in profile.trained() if r.name not in finished]
     result = {
         "runs": len(trained),
         "bases": sum(1 for r in trained if r.task == "base"),
@@ -137,7 +142,7 @@ def estimate(profile: Profile, jobs: int = 2) -> dict:
     seconds = {r.name: run_seconds(r, profile) for r in trained}
     if None in seconds.values():
         return result
-    done: dict[str, float] = {}  # run -> finish time
+    done: dict[str, float] = dict.fromkeys(finished, 0.0)  # run -> finish time
     slots = [0.0] * max(1, jobs)
     pending = list(trained)
     while pending:

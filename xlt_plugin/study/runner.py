@@ -328,6 +328,42 @@ def execute(
     return status
 
 
+def plan(profile: Profile, out: Path, jobs: int = 2) -> str:
+    """What a study in ``out`` has done and has left, and the hours left.
+
+    Example
+    -------
+    >>> from xlt_plugin.study.profiles import PROFILES
+    >>> print(plan(PROFILES["remap_tiny"](), Path(getfixture("tmp_path"))))
+    ... # doctest: +ELLIPSIS
+    Profile remap_tiny: 13 runs to train (0 finished, 13 left, 0 made by another ...
+    """
+    from xlt_plugin.study.estimates import estimate
+
+    trained = profile.trained()
+    finished, changed = set(), []
+    for run in trained:
+        folder = run_folder(out / "runs", run)
+        if definition_mismatch(folder, asdict(run)):
+            changed.append(run.name)
+        elif is_finished(folder):
+            finished.add(run.name)
+    made = {c.name for c in profile.corpora if (out / "data" / c.name).exists()}
+    left = estimate(profile, jobs, frozenset(finished | made))
+    hours = "no CPU estimate"
+    if left["hours"] is not None:
+        hours = f"about {left['hours']:.1f} h left on {jobs} one-thread jobs"
+    lines = [
+        f"Profile {profile.name}: {len(trained)} runs to train ({len(finished)} "
+        f"finished, {len(trained) - len(finished) - len(changed)} left, "
+        f"{len(changed)} made by another definition: not run), "
+        f"{len(profile.runs) - len(trained)} second names of those runs; {hours} "
+        "(an estimate).",
+        *(f"  changed: {name}" for name in changed),
+    ]
+    return "\n".join(lines)
+
+
 def _summary(folder: Path) -> str:
     tests = list(final_tests(read_metrics(folder)).values())
     cer = sum(r["CER"] for r in tests) / len(tests)
@@ -381,6 +417,20 @@ def write_manifest(profile: Profile, folders: dict, out: Path) -> Path:
     return path
 
 
+def build_profile(name: str, seeds: int | None = None) -> Profile:
+    """Profile ``name`` of :data:`PROFILES`, with ``seeds`` where it takes them.
+
+    Example
+    -------
+    >>> len({r.seed for r in build_profile("remap_tiny", 1).runs})
+    1
+    """
+    if name not in PROFILES:
+        raise ValueError(f"Unknown profile {name!r}; use {sorted(PROFILES)}")
+    build = PROFILES[name]
+    return build(seeds) if seeds and name in SEEDED else build()
+
+
 def run_study(
     profile_name: str = "demo",
     out: str | os.PathLike = "results/study",
@@ -418,10 +468,7 @@ def run_study(
     """
     from xlt_plugin.study.report import write_report
 
-    if profile_name not in PROFILES:
-        raise ValueError(f"Unknown profile {profile_name!r}; use {sorted(PROFILES)}")
-    build = PROFILES[profile_name]
-    profile = build(seeds) if seeds and profile_name in SEEDED else build()
+    profile = build_profile(profile_name, seeds)
     out = Path(out)
     started = time.time()
     if progress:
