@@ -128,6 +128,26 @@ def test_dynamic_batches_stay_under_max_and_pad_less_than_random():
     assert len(sampler) == len(batches)
 
 
+@pytest.mark.parametrize("clips", [139, 960])  # the study's 10 minutes and all
+def test_the_study_batching_varies_with_the_seed(clips):
+    """The study's batching makes a seed change the batches, not only the fresh
+    weights (with length-sorted batches a fully copied head trained identically
+    under every seed), at little padding."""
+    from xlt_plugin.data.pipeline import dynamic_batch_sampler, padding_fraction
+    from xlt_plugin.study.own_profiles import STUDY_BATCHING
+
+    durations = _durations(clips)
+    settings = STUDY_BATCHING["dynamic_batching"]
+    first, second = (
+        list(dynamic_batch_sampler(_dataset(durations), settings, seed=seed))
+        for seed in (1, 2)
+    )
+    assert sorted(map(sorted, first)) != sorted(map(sorted, second))  # batches
+    assert [sorted(b) for b in first] != [sorted(b) for b in second]  # and order
+    assert max(map(len, first)) <= settings["max_batch_ex"]
+    assert padding_fraction(first, durations) < 0.08
+
+
 def test_dynamic_batches_change_with_the_epoch_counter_only():
     from xlt_plugin.data.pipeline import dynamic_batch_sampler
 

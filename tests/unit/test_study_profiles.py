@@ -21,6 +21,7 @@ from xlt_plugin.study.own_profiles import (
     EN_BASE,
     REMAP_CHOSEN,
     REMAP_REMEDIES,
+    STUDY_BATCHING,
     XLT_BASE_PRESET,
 )
 from xlt_plugin.study.profiles import PROFILES, SEEDED
@@ -90,7 +91,11 @@ def test_remap_screen_definition():
     assert none.overrides["remap_strategy"] == "none"
     # Each remedy alone: one key family away from the plain remap.
     plain = next(r for r in runs if r.variant == "xfer" and r.language == "es")
-    assert set(plain.overrides) == {"number_of_epochs", "seed"}
+    assert set(plain.overrides) == {"number_of_epochs", "seed", *STUDY_BATCHING}
+    # Seeds vary the data order of every fine-tuning run; the base keeps its own.
+    assert all(r.overrides["dynamic_batching"] == STUDY_BATCHING["dynamic_batching"]
+               for r in runs)  # fmt: skip
+    assert "dynamic_batching" not in base[0].overrides
 
 
 def test_remap_profile_definition():
@@ -166,6 +171,9 @@ def test_continual_profile_definition():
         assert run.overrides["replay_data_folder"] == corpus_ref("en")
         if run.recipe == "Domain":
             assert run.overrides["lm_order"] == 0
+        # Rehearsal builds its own batches (the recipe refuses dynamic batching).
+        replay = run.overrides.get("replay_ratio", 0) > 0
+        assert ("dynamic_batching" in run.overrides) is not replay, run.name
     ratios = {
         r.variant: r.overrides.get("replay_ratio", 0.0)
         for r in runs

@@ -97,7 +97,10 @@ def _paper_runs(seeds: int, scale: Scale, continual: Profile) -> list[Run]:
     """The paper sections' rows: new trainings, and second names of own runs."""
     continual_runs = {run.name: run for run in continual.runs}
     chosen = REMAP_CHOSEN[0]
-    epochs = {label: {"number_of_epochs": n} for label, n in scale.epochs.items()}
+    epochs = {
+        label: {"number_of_epochs": n, **scale.extra, **scale.tuning}
+        for label, n in scale.epochs.items()
+    }
     runs: list[Run] = []
     for seed in range(1, seeds + 1):
         for lang, (recipe, xfer_yaml, base) in REMAP_TARGETS.items():

@@ -148,6 +148,28 @@ def continual_methods(blocks: int = 3) -> dict[str, dict]:
     return methods
 
 
+#: How every fine-tuning and from-scratch run of the study batches its training
+#: data: SpeechBrain's DynamicBatchSampler, at most 8 clips of similar length per
+#: batch from 10 duration buckets, reshuffled every epoch by the run's seed, the
+#: batches in random order. With the recipes' default (length-sorted batches, no
+#: dropout) a seed changes only freshly initialised weights: a transfer whose
+#: head rows are all copied (es, accents, domains) was the same run under every
+#: seed (seeds 1 and 2 of remap_es_10min_xfer: identical curves). With 20 buckets
+#: a 139-clip subset gets one batch per bucket, the same batches under every
+#: seed; 10 buckets vary them at ~5 % padding (shuffled batches pad 32 % and
+#: train 1.35x slower). Rehearsal builds its own batches (its source share) and
+#: keeps the recipe's order; bases keep it too (a base's seed changes its
+#: initialisation).
+STUDY_BATCHING = {
+    "dynamic_batching": {
+        "max_batch_length": 64,
+        "num_buckets": 10,
+        "max_batch_ex": 8,
+        "batch_ordering": "random",
+    }
+}
+
+
 @dataclass(frozen=True)
 class Scale:
     """Corpus sizes and epochs of the remap and continual profiles.
@@ -169,6 +191,8 @@ class Scale:
     task_epochs: int = 15
     subsets: dict | None = None
     extra: dict = field(default_factory=dict)  # overrides of every run
+    # Overrides of every fine-tuning and from-scratch run (not of the bases).
+    tuning: dict = field(default_factory=lambda: dict(STUDY_BATCHING))
 
     def subset(self, locale: str, label: str) -> int | None:
         """Training utterances of size ``label`` (None: all of them).
@@ -198,7 +222,9 @@ TINY_SCALE = Scale(
     task_epochs=2,
     subsets={"6utt": 6},
     extra={"batch_size": 4},
-)
+    tuning={"dynamic_batching": {"max_batch_length": 64, "num_buckets": 2,
+                                 "max_batch_ex": 4}},
+)  # fmt: skip
 
 
 def _english(scale: Scale) -> tuple[Corpus, Run]:
@@ -268,7 +294,8 @@ def _remap_profile(
                 data = lang if label == "all" else f"{lang}_{label}"
                 for variant, over in variants.items():
                     overrides = {"number_of_epochs": scale.epochs[label],
-                                 **scale.extra, **over, "seed": seed}  # fmt: skip
+                                 **scale.extra, **scale.tuning, **over,
+                                 "seed": seed}  # fmt: skip
                     runs.append(
                         Run(f"remap_{lang}_{label}_{variant}_s{seed}", recipe,
                             hparams, data, "remap", variant, base=base_name,
@@ -371,7 +398,8 @@ def _continual_profile(
         )
     for seed in range(1, seeds + 1):
         for task in tasks:
-            common = {"number_of_epochs": scale.task_epochs, **scale.extra}
+            common = {"number_of_epochs": scale.task_epochs, **scale.extra,
+                      **scale.tuning}  # fmt: skip
             if task in CONTINUAL_LANGUAGES:
                 recipe, xfer_yaml, scratch_yaml = CONTINUAL_LANGUAGES[task]
                 data, language, replay = task, task, {}
@@ -393,6 +421,8 @@ def _continual_profile(
             )  # fmt: skip
             for method, over in task_methods.items():
                 overrides = {**common, **replay, **over, "seed": seed}
+                if over.get("replay_ratio"):  # rehearsal batches its own way
+                    overrides.pop("dynamic_batching", None)
                 runs.append(
                     Run(f"continual_{task}_{method}_s{seed}", recipe, xfer_yaml,
                         data, "continual", method, base=EN_BASE,
@@ -568,8 +598,8 @@ def augment_profile(seeds: int = 3) -> Profile:
             )  # fmt: skip
         for label, augment in (("off", {}), ("on", {"augment": True})):
             # Off is the YAML's default: the remap profile's run of that head.
-            over = {"number_of_epochs": scale.epochs["10min"], **LANGUAGE_HEAD,
-                    **augment, "seed": seed}  # fmt: skip
+            over = {"number_of_epochs": scale.epochs["10min"], **scale.tuning,
+                    **LANGUAGE_HEAD, **augment, "seed": seed}  # fmt: skip
             runs.append(
                 Run(f"augment_es_10min_{label}_s{seed}", "CommonVoice",
                     "es_xfer.yaml", "es_10min", "augment", label, base=EN_BASE,
@@ -629,7 +659,8 @@ def difficulty_profile(seeds: int = 2) -> Profile:
         for conditions, suffix, base_name in sides:
             for label in ("10min", "all"):
                 data = f"es{suffix}" if label == "all" else f"es{suffix}_10min"
-                epochs = {"number_of_epochs": scale.epochs[label], **scale.extra}
+                epochs = {"number_of_epochs": scale.epochs[label], **scale.extra,
+                          **scale.tuning}  # fmt: skip
                 for variant, hparams in (
                     ("scratch", "es_scratch.yaml"),
                     ("xfer", "es_xfer.yaml"),

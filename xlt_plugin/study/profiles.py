@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from xlt_plugin.study.full import full_profile, languages_profile
 from xlt_plugin.study.own_profiles import (
+    STUDY_BATCHING,
     augment_profile,
     bases_profile,
     bases_zh_profile,
@@ -129,7 +130,7 @@ def demo_profile() -> Profile:
     """
     real = "realistic"
     small = {"encoder_preset": "quartznet_tiny"}  # scratch = the base's arch
-    tune = {"number_of_epochs": 15}
+    tune = {"number_of_epochs": 15, **STUDY_BATCHING}  # seeds vary the data order
     corpora = [
         Corpus("en", "en", 1500, seed=1, accents=BASE_ACCENTS, conditions=real),
         Corpus("es", "es", 500, seed=2, conditions=real),
