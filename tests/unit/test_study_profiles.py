@@ -10,6 +10,7 @@ import pytest
 import speechbrain as sb
 import torch
 import yaml
+from hyperpyyaml import resolve_references
 
 from xlt_plugin.freeze import StagedUnfreezing
 from xlt_plugin.lobes.quartznet import QuartzNet
@@ -213,6 +214,10 @@ def test_overrides_name_keys_of_their_yamls(name, tmp_path):
         keys = set(_top_level(recipes_folder() / run.recipe / "hparams" / run.hparams))
         given = yaml.safe_load(overrides) or {}
         assert set(given) <= keys, (run.name, set(given) - keys)
+        # ... and the YAML takes them (a mapping cannot override a null, say).
+        path = recipes_folder() / run.recipe / "hparams" / run.hparams
+        with open(path, encoding="utf-8") as stream:
+            resolve_references(stream, overrides)
         if "replay_data_folder" in given:
             assert given["replay_data_folder"] == str(folders["en"])
 

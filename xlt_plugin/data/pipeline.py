@@ -11,7 +11,7 @@ dropped and counted here too: CTC's ``zero_infinity`` would otherwise turn them
 into silent zero losses.
 
 Batching: by default the training loader takes ``batch_size`` utterances in the
-order ``sorting`` gives. ``dynamic_batching`` (a dict, off when absent or null)
+order ``sorting`` gives. ``dynamic_batching`` (a dict, off when absent, empty or null)
 hands batching to SpeechBrain's ``DynamicBatchSampler`` instead: utterances of
 similar duration share a batch, and a batch holds at most ``max_batch_length``
 seconds of padded audio (see :func:`dynamic_batch_sampler`;
@@ -389,7 +389,7 @@ def make_datasets(
         raise ValueError(
             "dynamic_batching and replay_ratio > 0 do not combine: rehearsal builds "
             "its own batches (a fixed share of source utterances per batch). Set "
-            "dynamic_batching: null or replay_ratio: 0."
+            "dynamic_batching: {} or replay_ratio: 0."
         )
     if hparams.get("replay_train_csv"):
         datasets.update(
