@@ -176,10 +176,9 @@ def full_profile(seeds: int = 3) -> Profile:
     The paper's three claims (transfer beats scratch for four languages, two
     accents and two domains; larger bases are better even on small data;
     transfer converges faster) and the plugin's own (the remapped head, freezing
-    and continual learning, bases by size, clean vs realistic, augmentation). The
-    ladder
-    bases get at most 2 seeds and their transfers at all of the Spanish data
-    :data:`ALL_SIZE_SEEDS` (the claim is about small data).
+    and continual learning, bases by size, clean vs realistic, augmentation).
+    The ladder bases get at most 2 seeds and their transfers at all of the
+    Spanish data :data:`ALL_SIZE_SEEDS` (the claim is about small data).
 
     Example
     -------
