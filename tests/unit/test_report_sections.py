@@ -546,6 +546,28 @@ def test_augment_section(tmp_path):
     assert "## 1. Languages" not in text  # an own profile: no paper sections
 
 
+def test_setup_finds_the_corpora_from_another_working_directory(tmp_path, monkeypatch):
+    """The manifest keeps corpus folders relative to where the study ran; the
+    report finds them in the study's own data/ from anywhere."""
+    study = tmp_path / "results" / "study"
+    corpus = study / "data" / "es"
+    corpus.mkdir(parents=True)
+    (corpus / "clip_durations.tsv").write_text("clip\tduration[ms]\na.mp3\t3000\n")
+    for split in ("train", "dev", "test"):
+        (corpus / f"{split}.tsv").write_text("path\tsentence\na.mp3\thola\n")
+    name = "language_es_xfer_s1"
+    _metrics(study / "runs" / name, {"test": (10.0, 40.0)})
+    _study(
+        study,
+        "demo",
+        [_run(name, "language", "xfer", data="es")],
+        corpora={"es": {"locale": "es", "folder": "results/study/data/es"}},
+    )
+    monkeypatch.chdir(tmp_path / "results")  # not where the study ran
+    text = write_report(study).read_text(encoding="utf-8")
+    assert _rows(text, "es")[-1][3:] == ["1 / 0.1", "1 / 0.1", "1 / 0.1"]
+
+
 # ------------------------------------------------------------------ publishing
 def test_report_publish_copies_the_report_and_refreshes_the_readme(tmp_path):
     from xlt_plugin.cli import main

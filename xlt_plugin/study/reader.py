@@ -153,6 +153,18 @@ class Study:
         self.runs = {r["name"]: r for r in self.manifest["runs"]}
         self.records = {name: read_metrics(self.path(name)) for name in self.runs}
 
+    def corpus_folder(self, name: str) -> Path:
+        """Corpus ``name``'s folder: the study's own ``data/<name>`` when there.
+
+        The manifest keeps the folder as the run saw it, relative to the working
+        directory it was started from; a report written from elsewhere (or a
+        study folder moved whole) still finds its corpora.
+        """
+        own = self.folder / "data" / name
+        if own.is_dir():
+            return own
+        return Path(self.manifest["corpora"][name]["folder"])
+
     def path(self, name: str) -> Path:
         """The folder of run ``name`` (that of its ``same_as`` run, if any)."""
         run = self.runs.get(name, {})
@@ -196,10 +208,9 @@ class Study:
 
 
 def _train_minutes(study: Study, data: str) -> float | None:
-    corpus = study.manifest["corpora"].get(data)
-    if not corpus:
+    if data not in study.manifest["corpora"]:
         return None
     try:
-        return corpus_sizes(Path(corpus["folder"]))["train"]["minutes"]
+        return corpus_sizes(study.corpus_folder(data))["train"]["minutes"]
     except FileNotFoundError:
         return None

@@ -519,7 +519,7 @@ def _setup_section(study: Study) -> list[str]:
     rows = []
     for name, corpus in study.manifest["corpora"].items():
         try:
-            sizes = corpus_sizes(Path(corpus["folder"]))
+            sizes = corpus_sizes(study.corpus_folder(name))
         except FileNotFoundError:
             continue
         what = corpus.get("accents") or corpus.get("domain") or ""
