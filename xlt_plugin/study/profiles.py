@@ -77,6 +77,17 @@ def _transfer_runs(
     return runs
 
 
+def _accent_and_domain_runs(tune: dict, small: dict) -> list[Run]:
+    """The held-out accents and the medical domain from ``base_small``, and scratch."""
+    return _transfer_runs(
+        "accent", "en", "AccentedEnglish", "xfer.yaml", "scratch.yaml",
+        "en_accents", "base_small", tune, small,
+    ) + _transfer_runs(
+        "domain", "en", "Domain", "xfer.yaml", "scratch.yaml", "en_medical",
+        "base_small", tune, small,
+    )  # fmt: skip
+
+
 def _every_section_runs(
     base_small: dict, base_large: dict, tune: dict, small: dict
 ) -> list:
@@ -91,14 +102,7 @@ def _every_section_runs(
         "base_large", tune, small, variants=("xfer",), size="all",
         prefix="size_es_large",
     )  # fmt: skip
-    runs += _transfer_runs(
-        "accent", "en", "AccentedEnglish", "xfer.yaml", "scratch.yaml",
-        "en_accents", "base_small", tune, small,
-    )  # fmt: skip
-    runs += _transfer_runs(
-        "domain", "en", "Domain", "xfer.yaml", "scratch.yaml", "en_medical",
-        "base_small", tune, small,
-    )  # fmt: skip
+    runs += _accent_and_domain_runs(tune, small)
     return runs
 
 
@@ -147,14 +151,7 @@ def demo_profile() -> Profile:
             "language", "es", "CommonVoice", "es_xfer.yaml", "es_scratch.yaml", "es",
             "base_small", tune, small, seed, variants=("scratch", "xfer_none", "xfer"),
         )  # fmt: skip
-    runs += _transfer_runs(
-        "accent", "en", "AccentedEnglish", "xfer.yaml", "scratch.yaml",
-        "en_accents", "base_small", tune, small,
-    )  # fmt: skip
-    runs += _transfer_runs(
-        "domain", "en", "Domain", "xfer.yaml", "scratch.yaml", "en_medical",
-        "base_small", tune, small,
-    )  # fmt: skip
+    runs += _accent_and_domain_runs(tune, small)
     return Profile(
         "demo",
         corpora,
