@@ -237,6 +237,21 @@ def command(
     return cmd + _override_args(_resolve(run.overrides, folders))
 
 
+def reused(runs, runs_dir: Path) -> dict[str, str]:
+    """The runs a study reuses or refuses: name -> "ok" (finished, same
+    definition) or "not run: why" (made by another definition); the others are
+    left out (they are still to run)."""
+    status = {}
+    for run in runs:
+        folder = run_folder(runs_dir, run)
+        why = definition_mismatch(folder, asdict(run))
+        if why:
+            status[run.name] = f"not run: {why}"
+        elif is_finished(folder):
+            status[run.name] = "ok"
+    return status
+
+
 def execute(
     profile: Profile,
     folders: dict,
@@ -256,14 +271,7 @@ def execute(
     from tqdm import tqdm
 
     runs = {run.name: run for run in profile.trained()}
-    status: dict[str, str] = {}
-    for name, run in runs.items():
-        folder = run_folder(runs_dir, run)
-        why = definition_mismatch(folder, asdict(run))
-        if why:
-            status[name] = f"not run: {why}"
-        elif is_finished(folder):
-            status[name] = "ok"
+    status = reused(runs.values(), runs_dir)
     pending = [n for n in runs if n not in status]
     active: dict[str, tuple] = {}
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
@@ -341,14 +349,15 @@ def plan(profile: Profile, out: Path, jobs: int = 2) -> str:
     from xlt_plugin.study.estimates import estimate
 
     trained = profile.trained()
-    finished, changed = set(), []
-    for run in trained:
-        folder = run_folder(out / "runs", run)
-        if definition_mismatch(folder, asdict(run)):
-            changed.append(run.name)
-        elif is_finished(folder):
-            finished.add(run.name)
-    made = {c.name for c in profile.corpora if (out / "data" / c.name).exists()}
+    status = reused(trained, out / "runs")
+    finished = {name for name, why in status.items() if why == "ok"}
+    changed = [name for name, why in status.items() if why != "ok"]
+    # A corpus is made once its validated.tsv is written (as make_corpora reuses).
+    made = {
+        c.name
+        for c in profile.corpora
+        if (out / "data" / c.name / "validated.tsv").exists()
+    }
     left = estimate(profile, jobs, frozenset(finished | made))
     hours = "no CPU estimate"
     if left["hours"] is not None:
