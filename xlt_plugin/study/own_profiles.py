@@ -252,6 +252,13 @@ def _target_corpus(
                   conditions=conditions)  # fmt: skip
 
 
+def _size_corpus(parent: Corpus, label: str, scale: Scale) -> Corpus:
+    """The first ``label`` (e.g. ``10min``) of ``parent``'s training clips."""
+    return Corpus(f"{parent.name}_{label}", parent.locale, subset_of=parent.name,
+                  vocab_size=parent.vocab_size, conditions=parent.conditions,
+                  train_utterances=scale.subset(parent.locale, label))  # fmt: skip
+
+
 def _mandarin_corpus(scale: Scale) -> Corpus:
     """The realistic Mandarin corpus (300-word text) of the remap and ladder runs."""
     return Corpus("zh-CN", "zh-CN", scale.zh_utterances, seed=CORPUS_SEEDS["zh-CN"],
@@ -278,13 +285,8 @@ def _remap_profile(
     for lang in languages:
         corpus = _target_corpus(lang, scale)
         corpora.append(corpus)
-        corpora += [
-            Corpus(f"{lang}_{label}", lang, subset_of=lang,
-                   vocab_size=corpus.vocab_size, conditions=REALISTIC,
-                   train_utterances=scale.subset(lang, label))
-            for label in sizes
-            if label != "all"
-        ]  # fmt: skip
+        corpora += [_size_corpus(corpus, label, scale) for label in sizes
+                    if label != "all"]  # fmt: skip
     for seed in range(1, seeds + 1):  # seed 1 of everything first
         for lang in languages:
             recipe, hparams, base_name = REMAP_TARGETS[lang]
@@ -582,9 +584,7 @@ def augment_profile(seeds: int = 3) -> Profile:
     scale = Scale()
     en, base = _english(scale)
     es = _target_corpus("es", scale)
-    es_10min = Corpus("es_10min", "es", subset_of="es", vocab_size=es.vocab_size,
-                      conditions=REALISTIC,
-                      train_utterances=scale.subset("es", "10min"))  # fmt: skip
+    es_10min = _size_corpus(es, "10min", scale)
     runs = [base]
     for seed in range(1, seeds + 1):
         for label, augment in (("off", False), ("on", True)):
@@ -635,7 +635,6 @@ def difficulty_profile(seeds: int = 2) -> Profile:
     10
     """
     scale = Scale()
-    clips = scale.subset("es", "10min")
     en, base = _english(scale)
     en_clean = Corpus("en_clean", "en", scale.base_utterances, seed=CORPUS_SEEDS["en"],
                       accents=BASE_ACCENTS)  # fmt: skip
@@ -647,12 +646,7 @@ def difficulty_profile(seeds: int = 2) -> Profile:
     for conditions, suffix, _ in sides:
         full = f"es{suffix}"
         corpus = _target_corpus("es", scale, name=full, conditions=conditions)
-        corpora += [
-            corpus,
-            Corpus(f"{full}_10min", "es", subset_of=full,
-                   vocab_size=corpus.vocab_size, conditions=conditions,
-                   train_utterances=clips),
-        ]  # fmt: skip
+        corpora += [corpus, _size_corpus(corpus, "10min", scale)]
     for seed in range(1, seeds + 1):
         for conditions, suffix, base_name in sides:
             for label in ("10min", "all"):
