@@ -225,6 +225,51 @@ def valid_curve(records: list[dict]) -> list[dict]:
     return [by_epoch[e] for e in sorted(by_epoch)]
 
 
+def still_improving(
+    records: list[dict], window: int = 3, min_drop: float = 0.5
+) -> float | None:
+    """How fast dev CER was still falling when the run stopped, or None.
+
+    A run counts as still improving when its last epoch has its lowest dev CER
+    and, over the last ``window`` epochs, dev CER fell by at least ``min_drop``
+    points per epoch: more epochs would likely have lowered its test CER, so a
+    comparison against it overstates the other side's lead.
+
+    Arguments
+    ---------
+    records : list of dict
+        A run's ``metrics.jsonl`` lines.
+    window : int
+        Epochs over which the fall is measured (from epoch ``last - window + 1``
+        to ``last``).
+    min_drop : float
+        CER points per epoch below which a run counts as converged.
+
+    Returns
+    -------
+    float or None
+        Dev CER points lost per epoch over the window, or None (converged, or
+        fewer than ``window`` epochs).
+
+    Example
+    -------
+    >>> curve = [{"epoch": e, "stage": "valid", "CER": c}
+    ...          for e, c in enumerate([90.0, 70.0, 60.0, 52.0], start=1)]
+    >>> still_improving(curve)
+    9.0
+    >>> flat = [dict(r, CER=60.0 - r["epoch"] / 10) for r in curve]
+    >>> still_improving(flat) is None  # 0.1 point per epoch: converged
+    True
+    >>> still_improving(curve[:2]) is None  # too short to say
+    True
+    """
+    cer = [r["CER"] for r in valid_curve(records)]
+    if len(cer) < window or cer[-1] > min(cer):
+        return None
+    drop = (cer[-window] - cer[-1]) / (window - 1)
+    return round(drop, 2) if drop >= min_drop else None
+
+
 def scored_tests(records: list[dict]) -> list[dict]:
     """The last test line per (test set, zero-shot, decoder), in first-seen order.
 

@@ -517,7 +517,7 @@ def test_convergence_one_seed_that_never_reaches_scratch(tmp_path):
     _study(tmp_path, "demo", runs)
     text = write_report(tmp_path).read_text(encoding="utf-8")
     assert (
-        "- **Not measurable here** (one seed; the direction disagrees): language "
+        "- **Not measurable here** (one seed; the direction is a tie): language "
         "(es): transfer reaches each seed's scratch best dev CER (20.0 on average) "
         "in 2.0 epochs vs 2.0 for scratch (1 seed, 1 never reached it: counted at "
         "its full length; mean ratio 1.00)."
@@ -612,3 +612,42 @@ def test_report_publish_without_markers_changes_nothing(tmp_path, capsys):
     assert code != 0
     assert "<!-- study-x:begin -->" in capsys.readouterr().err
     assert readme.read_text() == "# Top\n\nno markers\n" and not docs.exists()
+
+
+def _more_epochs(folder, cers):
+    """Valid lines for epochs 3, 4, ... (after :func:`_metrics`' two)."""
+    for epoch, cer in enumerate(cers, start=3):
+        append_metrics(metrics_path(folder), {"epoch": epoch, "stage": "valid",
+                                              "CER": cer, "WER": 2 * cer,
+                                              "elapsed": 10.0 * epoch})  # fmt: skip
+
+
+@pytest.mark.parametrize("late", [True, False])
+def test_a_scratch_run_still_improving_gets_a_caveat(tmp_path, late):
+    """Scratch whose dev CER still falls fast at its end: the transfer claim and
+    the epochs cell say so; a converged scratch gets neither."""
+    runs = []
+    for variant, test_cer in (("scratch", 30.0), ("xfer", 10.0)):
+        for seed in (1, 2):
+            name = f"language_es_{variant}_s{seed}"
+            base = None if variant == "scratch" else "base_small"
+            runs.append(
+                _run(name, "language", variant, data="es", seed=seed, base=base)
+            )
+            folder = tmp_path / "runs" / name
+            _metrics(folder, {"test": (test_cer + seed, 40.0)}, dev1=80.0)
+            # dev CER 80, 40, then either 30, 20 (10 points an epoch) or flat.
+            tail = [30.0, 20.0] if late and variant == "scratch" else [39.9, 39.8]
+            _more_epochs(folder, tail)
+    _study(tmp_path, "demo", runs)
+    text = write_report(tmp_path).read_text(encoding="utf-8")
+    claim = next(x for x in text.splitlines() if "es: transfer test CER" in x)
+    scratch_row = _rows(text, "es")[0]
+    if late:
+        assert "Caveat: scratch was still improving when it stopped (2 of 2 " in claim
+        assert "falling 10.0 points per epoch" in claim
+        assert scratch_row[7].endswith("still improving (2/2)")
+    else:
+        assert "Caveat" not in claim
+        assert "still improving" not in scratch_row[7]
+    assert "still improving" not in _rows(text, "es")[1][7]  # transfer: converged

@@ -21,6 +21,7 @@ from xlt_plugin.runs import (
     read_metrics,
     read_remap_report,
     stage_lines,
+    still_improving,
     trained_epochs,
     valid_curve,
     zero_shot_tests,
@@ -202,6 +203,11 @@ class Study:
             if record["epoch"] == epoch:
                 return record["CER"]
         return None
+
+    def still_improving(self, run: dict) -> float | None:
+        """Dev CER points per epoch still being gained at the end, or None
+        (:func:`xlt_plugin.runs.still_improving`)."""
+        return still_improving(self.records[run["name"]])
 
     def remap(self, run: dict) -> dict | None:
         return read_remap_report(self.path(run["name"]))

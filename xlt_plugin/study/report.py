@@ -77,16 +77,34 @@ def _claim(better: list, worse: list, text: str) -> str:
     '- **Holds here**: transfer beats scratch. Difference -2.0 (SE 0.1).'
     >>> _claim([5.0], [7.0], "transfer is better.")
     '- **Not measurable here** (one seed; the direction agrees): transfer is better.'
+    >>> _claim([7.0], [7.0], "transfer is better.")
+    '- **Not measurable here** (one seed; the direction is a tie): transfer is better.'
     """
     d = compare_seeds(better, worse)
     if d.diff is None:
         return f"- **Not measured**: {text}"
     if d.se is None:
-        direction = "agrees" if d.diff < 0 else "disagrees"
+        direction = (
+            "agrees" if d.diff < 0 else "disagrees" if d.diff > 0 else "is a tie"
+        )
         return (
             f"- **Not measurable here** (one seed; the direction {direction}): {text}"
         )
     return _evidence(d, text)
+
+
+def _still_improving(study: Study, runs: list[dict], who: str) -> str:
+    """A caveat for a claim against ``runs`` that stopped while still learning
+    (:meth:`Study.still_improving`); empty when every seed had converged."""
+    rates = [study.still_improving(r) for r in runs]
+    late = [r for r in rates if r is not None]
+    if not late:
+        return ""
+    return (
+        f" Caveat: {who} was still improving when it stopped ({len(late)} of "
+        f"{len(runs)} seeds; dev CER falling {max(late):.1f} points per epoch over "
+        "its last 3 epochs), so this margin overstates the difference."
+    )
 
 
 def _language_section(study: Study, verdicts: list, own: list) -> list[str]:
@@ -124,7 +142,7 @@ def _language_section(study: Study, verdicts: list, own: list) -> list[str]:
                     else "",
                     _mean_std([study.dev_cer(r, 1) for r in runs]),
                     mapped,
-                    str(study.epochs(runs[0])),
+                    _epochs_cell(study, runs),
                     str(len(runs)),
                 ]
             )
@@ -135,7 +153,8 @@ def _language_section(study: Study, verdicts: list, own: list) -> list[str]:
                 _claim(
                     final["xfer"],
                     final["scratch"],
-                    f"{lang}: transfer test CER {x:.1f} vs scratch {s:.1f}.",
+                    f"{lang}: transfer test CER {x:.1f} vs scratch {s:.1f}."
+                    + _still_improving(study, by_variant["scratch"], "scratch"),
                 )
             )
         if final["xfer_none"] and final["xfer"]:
@@ -179,6 +198,8 @@ def _language_section(study: Study, verdicts: list, own: list) -> list[str]:
     lines += [
         "Zero-shot: the transferred model with its remapped head, before any "
         "fine-tuning. Dev CER after 1 epoch shows how fast each start learns. "
+        "Epochs marked \"still improving\": runs whose dev CER was still falling "
+        "by 0.5 points per epoch or more over their last 3 epochs (n of the seeds). "
         "Tokens mapped: target characters whose head row starts from "
         "a source row (copied or averaged); Cantonese text is made from Mandarin "
         "words through OpenCC, so its overlap with the Mandarin base is high by "
@@ -186,6 +207,13 @@ def _language_section(study: Study, verdicts: list, own: list) -> list[str]:
         "",
     ]
     return lines
+
+
+def _epochs_cell(study: Study, runs: list[dict]) -> str:
+    """Epochs trained, and how many seeds were still improving at the end."""
+    late = sum(study.still_improving(r) is not None for r in runs)
+    cell = str(study.epochs(runs[0]))
+    return f"{cell}, still improving ({late}/{len(runs)})" if late else cell
 
 
 def _per_set_section(
@@ -230,8 +258,10 @@ def _per_set_section(
                     _mean_std([study.final(r, "CER", test_set) for r in ss]),
                 ]
             )
+            late = _still_improving(study, ss, "scratch")
             for other, claims, text in (
-                (scratch, verdicts, "fine-tuned WER {t:.1f} vs scratch {o:.1f}."),
+                (scratch, verdicts, "fine-tuned WER {t:.1f} vs scratch {o:.1f}."
+                 + late.replace("{", "{{").replace("}", "}}")),
                 (none, own, "the remapped head's WER {t:.1f} vs {o:.1f} with the "
                  "head re-initialised."),
             ):  # fmt: skip
