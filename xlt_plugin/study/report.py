@@ -198,7 +198,7 @@ def _language_section(study: Study, verdicts: list, own: list) -> list[str]:
     lines += [
         "Zero-shot: the transferred model with its remapped head, before any "
         "fine-tuning. Dev CER after 1 epoch shows how fast each start learns. "
-        "Epochs marked \"still improving\": runs whose dev CER was still falling "
+        'Epochs marked "still improving": runs whose dev CER was still falling '
         "by 0.5 points per epoch or more over their last 3 epochs (n of the seeds). "
         "Tokens mapped: target characters whose head row starts from "
         "a source row (copied or averaged); Cantonese text is made from Mandarin "
