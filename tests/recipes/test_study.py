@@ -105,6 +105,33 @@ def test_subset_keeps_dev_and_test(tmp_path, corpora):
         study_mod.make_subset(parent, tmp_path / "big", 10_000)
 
 
+def test_pinning_the_value_a_run_used_keeps_the_run(tmp_path):
+    """A profile that adds an override equal to what the run's hyperparams.yaml
+    says it used (a recipe default pinned before it changes) keeps the run; an
+    added override with another value, or a changed one, does not."""
+    run = Run("r", "CommonVoice", "es_xfer.yaml", "es", "remap", "xfer",
+              overrides={"seed": 1})  # fmt: skip
+    folder = tmp_path / "r"
+    folder.mkdir()
+    study_mod.write_definition(folder, dataclasses.asdict(run))
+    (folder / "hyperparams.yaml").write_text(
+        "seed: 1\nhead_calibration: none\ncopy_blank: true\n"
+        "output_folder: !ref results/<seed>\n",
+        encoding="utf-8",
+    )
+
+    def mismatch(**overrides):
+        new = dataclasses.replace(run, overrides={"seed": 1, **overrides})
+        return study_mod.definition_mismatch(folder, dataclasses.asdict(new))
+
+    assert mismatch(head_calibration="none", copy_blank=True) is None
+    assert "head_calibration" in mismatch(head_calibration="rescale")
+    assert "output_folder" in mismatch(output_folder="results/1")  # a !ref: unknown
+    assert "seed" in study_mod.definition_mismatch(
+        folder, dataclasses.asdict(dataclasses.replace(run, overrides={"seed": 2}))
+    )
+
+
 def test_changed_definitions_are_reported_not_reused(tmp_path):
     # A corpus folder made for 300 utterances, now asked for with 500.
     data = tmp_path / "data" / "es"

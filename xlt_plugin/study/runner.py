@@ -84,12 +84,50 @@ def definition_mismatch(folder: Path, definition: dict) -> str | None:
         for key in sorted(set(old) | set(new))
         if old.get(key) != new.get(key)
     ]
-    if not changed:
+    if not changed or _only_names_what_it_used(Path(folder), old, new):
         return None
     return (
         f"{folder} was made by another definition ({'; '.join(changed)}): delete "
         "it to make it again with the profile's current one"
     )
+
+
+def _only_names_what_it_used(folder: Path, old: dict, new: dict) -> bool:
+    """True when ``new`` differs from ``old`` only by overrides it adds, each equal
+    to what the run used (its ``hyperparams.yaml``, written by SpeechBrain with
+    the overrides applied).
+
+    A profile that pins a recipe default before the default changes (e.g.
+    ``head_calibration: none`` for the "remap as it was" start) names what the
+    finished runs already trained with: they stay the same runs.
+    """
+    old_rest = {k: v for k, v in old.items() if k != "overrides"}
+    new_rest = {k: v for k, v in new.items() if k != "overrides"}
+    before, after = old.get("overrides") or {}, new.get("overrides") or {}
+    if old_rest != new_rest or any(after.get(k, object()) != v
+                                   for k, v in before.items()):  # fmt: skip
+        return False
+    used = _hyperparameters_used(folder)
+    added = {k: v for k, v in after.items() if k not in before}
+    return bool(added) and all(k in used and used[k] == v for k, v in added.items())
+
+
+def _hyperparameters_used(folder: Path) -> dict:
+    """The plain top-level values of a run folder's ``hyperparams.yaml`` (tagged
+    ones such as ``!ref`` read as absent); empty when there is none."""
+    import yaml
+
+    path = folder / "hyperparams.yaml"
+    if not path.exists():
+        return {}
+
+    class _PlainValues(yaml.SafeLoader):
+        pass
+
+    tagged = object()
+    _PlainValues.add_multi_constructor("!", lambda *_: tagged)
+    values = yaml.load(path.read_text(encoding="utf-8"), Loader=_PlainValues) or {}
+    return {k: v for k, v in values.items() if v is not tagged}
 
 
 def write_definition(folder: Path, definition: dict) -> None:
