@@ -90,9 +90,14 @@ def test_remap_screen_definition():
             assert over == REMAP_REMEDIES[run.variant]
     none = next(r for r in runs if r.variant == "xfer_none")
     assert none.overrides["remap_strategy"] == "none"
-    # Each remedy alone: one key family away from the plain remap.
+    # Each remedy alone: one key family away from the plain remap, which names
+    # the recipes' pre-issue-13 head (no calibration) so a new default can't
+    # change what it measures.
     plain = next(r for r in runs if r.variant == "xfer" and r.language == "es")
-    assert set(plain.overrides) == {"number_of_epochs", "seed", *STUDY_BATCHING}
+    assert set(plain.overrides) == {
+        "number_of_epochs", "seed", "head_calibration", *STUDY_BATCHING
+    }  # fmt: skip
+    assert plain.overrides["head_calibration"] == "none"
     # Seeds vary the data order of every fine-tuning run; the base keeps its own.
     assert all(r.overrides["dynamic_batching"] == STUDY_BATCHING["dynamic_batching"]
                for r in runs)  # fmt: skip
