@@ -636,8 +636,10 @@ def test_a_scratch_run_still_improving_gets_a_caveat(tmp_path, late):
             )
             folder = tmp_path / "runs" / name
             _metrics(folder, {"test": (test_cer + seed, 40.0)}, dev1=80.0)
-            # dev CER 80, 40, then either 30, 20 (10 points an epoch) or flat.
-            tail = [30.0, 20.0] if late and variant == "scratch" else [39.9, 39.8]
+            # dev CER 80, 40, then 4 epochs either falling 5 points each or flat.
+            late_tail = [35.0, 30.0, 25.0, 20.0]
+            flat_tail = [39.9, 39.8, 39.9, 39.8]
+            tail = late_tail if late and variant == "scratch" else flat_tail
             _more_epochs(folder, tail)
     _study(tmp_path, "demo", runs)
     text = write_report(tmp_path).read_text(encoding="utf-8")
@@ -645,7 +647,7 @@ def test_a_scratch_run_still_improving_gets_a_caveat(tmp_path, late):
     scratch_row = _rows(text, "es")[0]
     if late:
         assert "Caveat: scratch was still improving when it stopped (2 of 2 " in claim
-        assert "falling 10.0 points per epoch" in claim
+        assert "falling 5.0 points per epoch" in claim
         assert scratch_row[7].endswith("still improving (2/2)")
     else:
         assert "Caveat" not in claim

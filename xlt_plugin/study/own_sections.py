@@ -27,6 +27,7 @@ from xlt_plugin.study.markdown import _fmt, _mean_std, _table, _variant_label
 from xlt_plugin.study.reader import (
     Study,
     _train_minutes,
+    epochs_cell,
     parameter_count,
     seconds_per_epoch,
 )
@@ -105,11 +106,13 @@ def _ladder_section(
             _mean_std([v for v in cer[size] if v is not None]),
             _mean_std([v for v in wer if v is not None]),
             _mean_std([v for v in seconds if v is not None]),
+            epochs_cell(study, group),
             str(len([v for v in cer[size] if v is not None])),
         ])  # fmt: skip
     lines += _table(
-        ["encoder", "parameters", "test CER", "test WER", "s/epoch", "seeds"], rows
-    )
+        ["encoder", "parameters", "test CER", "test WER", "s/epoch", "epochs",
+         "seeds"], rows,
+    )  # fmt: skip
     measured = [s for s in sizes if s in cer]
     pairs = list(zip(measured, measured[1:], strict=False))
     holds = []

@@ -213,6 +213,14 @@ class Study:
         return read_remap_report(self.path(run["name"]))
 
 
+def epochs_cell(study: Study, runs: list[dict]) -> str:
+    """Epochs trained, and how many seeds were still improving at the end
+    (:meth:`Study.still_improving`): a table cell."""
+    late = sum(study.still_improving(r) is not None for r in runs)
+    cell = str(study.epochs(runs[0]))
+    return f"{cell}, still improving ({late}/{len(runs)})" if late else cell
+
+
 def _train_minutes(study: Study, data: str) -> float | None:
     if data not in study.manifest["corpora"]:
         return None

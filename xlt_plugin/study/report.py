@@ -47,6 +47,7 @@ from xlt_plugin.study.reader import (
     _train_minutes,
     convergence_ratio,
     corpus_sizes,
+    epochs_cell,
     parameter_count,
     seconds_per_epoch,
 )
@@ -103,7 +104,7 @@ def _still_improving(study: Study, runs: list[dict], who: str) -> str:
     return (
         f" Caveat: {who} was still improving when it stopped ({len(late)} of "
         f"{len(runs)} seeds; dev CER falling {max(late):.1f} points per epoch over "
-        "its last 3 epochs), so this margin overstates the difference."
+        "its last 4 epochs), so this margin overstates the difference."
     )
 
 
@@ -142,7 +143,7 @@ def _language_section(study: Study, verdicts: list, own: list) -> list[str]:
                     else "",
                     _mean_std([study.dev_cer(r, 1) for r in runs]),
                     mapped,
-                    _epochs_cell(study, runs),
+                    epochs_cell(study, runs),
                     str(len(runs)),
                 ]
             )
@@ -199,7 +200,8 @@ def _language_section(study: Study, verdicts: list, own: list) -> list[str]:
         "Zero-shot: the transferred model with its remapped head, before any "
         "fine-tuning. Dev CER after 1 epoch shows how fast each start learns. "
         'Epochs marked "still improving": runs whose dev CER was still falling '
-        "by 0.5 points per epoch or more over their last 3 epochs (n of the seeds). "
+        "by 1 % of its value per epoch or more over their last 4 epochs (a "
+        "least-squares fit; n of the seeds). "
         "Tokens mapped: target characters whose head row starts from "
         "a source row (copied or averaged); Cantonese text is made from Mandarin "
         "words through OpenCC, so its overlap with the Mandarin base is high by "
@@ -207,13 +209,6 @@ def _language_section(study: Study, verdicts: list, own: list) -> list[str]:
         "",
     ]
     return lines
-
-
-def _epochs_cell(study: Study, runs: list[dict]) -> str:
-    """Epochs trained, and how many seeds were still improving at the end."""
-    late = sum(study.still_improving(r) is not None for r in runs)
-    cell = str(study.epochs(runs[0]))
-    return f"{cell}, still improving ({late}/{len(runs)})" if late else cell
 
 
 def _per_set_section(
