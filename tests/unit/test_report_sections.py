@@ -421,18 +421,22 @@ def test_difficulty_section(tmp_path):
     )
 
 
+def _language_run(tmp_path, runs, variant, seed):
+    """Add Spanish run ``variant`` (scratch or a transfer) to ``runs``; its folder."""
+    name = f"language_es_{variant}_s{seed}"
+    base = None if variant == "scratch" else "base_small"
+    runs.append(_run(name, "language", variant, data="es", seed=seed, base=base))
+    return tmp_path / "runs" / name
+
+
 def test_convergence_with_seeds(tmp_path):
     # Scratch's dev CER 90 -> 45 in both seeds; transfer is below 45 after one
     # epoch in both: 1 epoch vs 2, every seed alike (SE 0): holds.
     runs = []
     for variant, dev1 in (("scratch", 90.0), ("xfer", 40.0)):
         for seed in (1, 2):
-            name = f"language_es_{variant}_s{seed}"
-            base = None if variant == "scratch" else "base_small"
-            runs.append(
-                _run(name, "language", variant, data="es", seed=seed, base=base)
-            )
-            _metrics(tmp_path / "runs" / name, {"test": (10.0, 40.0)}, dev1=dev1)
+            folder = _language_run(tmp_path, runs, variant, seed)
+            _metrics(folder, {"test": (10.0, 40.0)}, dev1=dev1)
     _study(tmp_path, "demo", runs)
     text = write_report(tmp_path).read_text(encoding="utf-8")
     row = _rows(text, "language (es)")[0]
@@ -629,12 +633,7 @@ def test_a_scratch_run_still_improving_gets_a_caveat(tmp_path, late):
     runs = []
     for variant, test_cer in (("scratch", 30.0), ("xfer", 10.0)):
         for seed in (1, 2):
-            name = f"language_es_{variant}_s{seed}"
-            base = None if variant == "scratch" else "base_small"
-            runs.append(
-                _run(name, "language", variant, data="es", seed=seed, base=base)
-            )
-            folder = tmp_path / "runs" / name
+            folder = _language_run(tmp_path, runs, variant, seed)
             _metrics(folder, {"test": (test_cer + seed, 40.0)}, dev1=80.0)
             # dev CER 80, 40, then 4 epochs either falling 5 points each or flat.
             late_tail = [35.0, 30.0, 25.0, 20.0]
