@@ -531,6 +531,7 @@ def test_convergence_one_seed_that_never_reaches_scratch(tmp_path):
 def test_augment_section(tmp_path):
     runs = []
     cers = {("en", "off"): [50.0, 51.0], ("en", "on"): [45.0, 46.0],
+            ("en", "dropout"): [52.0, 53.0],
             ("es", "off"): [35.0, 36.0], ("es", "on"): [35.5, 35.0]}  # fmt: skip
     for (language, label), values in cers.items():
         for seed, cer in enumerate(values, start=1):
@@ -542,11 +543,16 @@ def test_augment_section(tmp_path):
                      seconds=20.0 if label == "on" else 10.0)  # fmt: skip
     _study(tmp_path, "augment", runs)
     text = write_report(tmp_path).read_text(encoding="utf-8")
-    row = _rows(text, "English base (base)")[0]
-    assert row[1:3] == ["50.5 ± 0.7", "45.5 ± 0.7"]
-    assert row[4:] == ["10.0 ± 0.0", "20.0 ± 0.0"]
+    augment, dropout = _rows(text, "English base (base)")
+    assert augment[1:4] == ["augmentation", "50.5 ± 0.7", "45.5 ± 0.7"]
+    assert augment[5:] == ["10.0 ± 0.0", "20.0 ± 0.0"]
+    assert dropout[1:4] == ["dropout", "50.5 ± 0.7", "52.5 ± 0.7"]
+    assert len(_rows(text, "es transfer (10min)")) == 1  # no dropout runs there
     assert "- **Holds here**: augmentation helps the English base" in text
-    assert "augmentation helps the es transfer: test CER 35.2 on vs 35.5 off" in text
+    assert "- **Does not hold here**: dropout helps the English base" in text
+    assert (
+        "augmentation helps the es transfer: test CER 35.2 with vs 35.5 without" in text
+    )
     assert "## 1. Languages" not in text  # an own profile: no paper sections
 
 
