@@ -12,7 +12,7 @@ import pytest
 from xlt_plugin.runs import append_metrics, metrics_path
 from xlt_plugin.study import own_sections
 from xlt_plugin.study.evidence import Difference, compare_seeds
-from xlt_plugin.study.report import write_report
+from xlt_plugin.study.report import REPRODUCIBILITY_NOTE, write_report
 
 
 def _run(name, task, variant, *, data, language="es", size=None, seed=1, base=None,
@@ -439,6 +439,7 @@ def test_convergence_with_seeds(tmp_path):
             _metrics(folder, {"test": (10.0, 40.0)}, dev1=dev1)
     _study(tmp_path, "demo", runs)
     text = write_report(tmp_path).read_text(encoding="utf-8")
+    assert REPRODUCIBILITY_NOTE in text  # every report says what a number means
     row = _rows(text, "language (es)")[0]
     # target, scratch epochs, transfer epochs, ratio, ..., seeds
     assert row[1:5] == ["45.0 ± 0.0", "2.0 ± 0.0", "1.0 ± 0.0", "0.50 ± 0.00"]

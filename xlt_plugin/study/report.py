@@ -57,6 +57,16 @@ SYNTHETIC_NOTE = (
     "`xlt synth`. The numbers show what the method does on this corpus; they are "
     "not Common Voice results."
 )
+# Measured (issue 17): the first edition's demo from a fresh clone on a second
+# machine of the same kind.
+REPRODUCIBILITY_NOTE = (
+    "Reproducibility: a run is repeatable on one machine (same seed, same numbers), "
+    "but not bit for bit across machines: a fresh clone's `make demo` on a second "
+    "machine of the same kind gave every claim the same direction with other "
+    "numbers (Spanish from scratch 13.0 vs 13.9 test CER, re-initialised head 9.6 "
+    "vs 9.9, medical WER 8.7 vs 7.6), differences of about the seed spread. "
+    "Compare a number with its seed spread, not with its last digit."
+)
 # The tasks of the paper's sections (1-7); "remap" and "continual" are the plugin's.
 PAPER_TASKS = {"language", "accent", "domain", "size", "freezing"}
 # A from-scratch run whose best dev CER stays at or above this never learned (CTC's
@@ -646,6 +656,8 @@ def write_report(study_dir: str | Path) -> Path:
         study.manifest.get("description", ""),
         "",
         SYNTHETIC_NOTE,
+        "",
+        REPRODUCIBILITY_NOTE,
         "",
     ]
     if paper:
