@@ -129,3 +129,34 @@ def test_runner_and_report_read_a_second_name(tmp_path):
     text = plan(profile, tmp_path)
     assert f"({trained - 1} finished, 0 left, 1 made by another" in text
     assert f"changed: {target.name}" in text and "1 second names" in text
+
+
+def test_plan_says_when_each_task_ends_and_how_runs_kept_to_their_estimate(tmp_path):
+    """Finished runs that took twice their estimate (start to last log line):
+    the plan says 2.00x; the tasks left get their end times."""
+    import os
+
+    from xlt_plugin.study.estimates import run_seconds
+
+    profile = remap_tiny_profile(1)
+    runs_dir = tmp_path / "runs"
+    done = [r for r in profile.trained() if r.task == "base"]
+    for run in done:
+        folder = runs_dir / run.name
+        folder.mkdir(parents=True)
+        write_definition(folder, dataclasses.asdict(run))
+        (folder / "log.txt").write_text("done\n")
+        start = (folder / "study_definition.json").stat().st_mtime
+        end = start + 2 * run_seconds(run, profile)
+        os.utime(folder / "log.txt", (end, end))
+        (folder / "model").mkdir()
+        (folder / "model" / "config.json").write_text("{}")
+        append_metrics(metrics_path(folder), {"epoch": 1, "stage": "test",
+                       "CER": 50.0, "WER": 90.0, "test_set": "test",
+                       "zero_shot": False})  # fmt: skip
+    text = plan(profile, tmp_path)
+    assert f"finished runs took 2.00x their estimate (median of {len(done)};" in text
+    assert "each task's last run ends in about" not in text  # one task left
+    fresh = plan(profile, tmp_path / "elsewhere")  # nothing finished: two tasks
+    assert "each task's last run ends in about: base " in fresh and ", remap " in fresh
+    assert "finished runs took" not in fresh

@@ -117,7 +117,9 @@ def estimate(
     -------
     dict
         ``runs``, ``bases``, ``synth_hours``, ``train_hours`` and ``hours``
-        (None when a run is not a CPU run).
+        (None when a run is not a CPU run), and ``task_hours``: task -> hours
+        from now until its last run ends (synthesis included; empty without a
+        CPU estimate).
 
     Example
     -------
@@ -125,6 +127,8 @@ def estimate(
     >>> e = estimate(remap_screen_profile())
     >>> e["runs"], e["bases"], e["hours"] < 1.5
     (43, 1, True)
+    >>> e["task_hours"]["base"] < e["task_hours"]["remap"] == e["hours"]
+    True
     """
     synth = sum(
         c.utterances * _clip_seconds(c) / SYNTH_REALTIME.get(c.conditions, 88.0)
@@ -138,6 +142,7 @@ def estimate(
         "synth_hours": synth / 3600,
         "train_hours": None,
         "hours": None,
+        "task_hours": {},
     }
     seconds = {r.name: run_seconds(r, profile) for r in trained}
     if None in seconds.values():
@@ -160,6 +165,11 @@ def estimate(
         pending.remove(ready[0])
     result["train_hours"] = max(done.values(), default=0.0) / 3600
     result["hours"] = result["synth_hours"] + result["train_hours"]
+    for run in trained:
+        if run.name in done:
+            hours = result["synth_hours"] + done[run.name] / 3600
+            task = result["task_hours"]
+            task[run.task] = max(task.get(run.task, 0.0), hours)
     return result
 
 

@@ -408,7 +408,40 @@ def plan(profile: Profile, out: Path, jobs: int = 2) -> str:
         "(an estimate).",
         *(f"  changed: {name}" for name in changed),
     ]
+    if len(left["task_hours"]) > 1:
+        lines.append(
+            "  each task's last run ends in about: "
+            + ", ".join(f"{t} {h:.1f} h" for t, h in left["task_hours"].items())
+        )
+    ratio = _measured_over_estimated(profile, out / "runs", finished)
+    if ratio is not None:
+        lines.append(
+            f"  finished runs took {ratio[0]:.2f}x their estimate (median of "
+            f"{ratio[1]}; wall time from start to the run's last log line)"
+        )
     return "\n".join(lines)
+
+
+def _measured_over_estimated(
+    profile: Profile, runs_dir: Path, finished: set
+) -> tuple[float, int] | None:
+    """Median of wall time / estimate over finished runs, and how many.
+
+    A run's wall time is from its ``study_definition.json`` (written when it
+    starts) to the last write of its ``log.txt``.
+    """
+    import statistics
+
+    from xlt_plugin.study.estimates import run_seconds
+
+    ratios = []
+    for run in profile.trained():
+        folder = run_folder(runs_dir, run)
+        start, end = folder / DEFINITION, folder / "log.txt"
+        estimated = run_seconds(run, profile)
+        if run.name in finished and estimated and start.exists() and end.exists():
+            ratios.append((end.stat().st_mtime - start.stat().st_mtime) / estimated)
+    return (statistics.median(ratios), len(ratios)) if ratios else None
 
 
 def _summary(folder: Path) -> str:
