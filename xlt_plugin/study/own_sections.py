@@ -48,7 +48,7 @@ def _remap_label(study: Study, run: dict) -> str:
     if run["variant"] == REINIT:
         return f"{REINIT} (head re-initialised, remap_strategy: none)"
     if run["variant"] == "xfer":
-        return "xfer (head remapped, the recipe as it is)"
+        return "xfer (head remapped, no remedy: the recipes before issue 13)"
     plain = study.select(
         task="remap", language=run["language"], size=run["size"], variant="xfer"
     )
