@@ -143,8 +143,9 @@ def test_remap_section_table_verdicts_and_winner(remap_study):
     ]  # fmt: skip
     assert "**Overall**: calibrate (head_calibration: rescale) wins" in text
     assert (
-        "- **Does not hold here**: es, 10min: xfer (head remapped, the recipe as it "
-        "is) ends below the re-initialised head's test CER. Difference +2.0"
+        "- **Does not hold here**: es, 10min: xfer (head remapped, no remedy: the "
+        "recipes before issue 13) ends below the re-initialised head's test CER. "
+        "Difference +2.0"
     ) in text
     assert "- **Holds here**: es, 10min: calibrate" in text
 
