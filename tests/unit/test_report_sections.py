@@ -660,3 +660,37 @@ def test_a_scratch_run_still_improving_gets_a_caveat(tmp_path, late):
         assert "Caveat" not in claim
         assert "still improving" not in scratch_row[7]
     assert "still improving" not in _rows(text, "es")[1][7]  # transfer: converged
+
+
+def test_remap_winner_per_strategy_family(tmp_path):
+    """es (exact,fold): calibrate meets the bar; ru (exact,translit): calibrate
+    ends higher than the re-initialised head, so that family has no winner."""
+    runs = []
+    ru = dict(REMAP, calibrate=([21.0, 21.3, 20.7], 55.0, [45.0, 44.0, 46.0]))
+    for lang, strategy, table in (("es", "exact,fold", REMAP),
+                                  ("ru", "exact,translit", ru)):  # fmt: skip
+        for variant, (tests, zero, dev1) in table.items():
+            for seed in (1, 2, 3):
+                name = f"remap_{lang}_10min_{variant}_s{seed}"
+                runs.append(
+                    _run(name, "remap", variant, data=f"{lang}_10min", size="10min",
+                         language=lang, seed=seed, base="base_en",
+                         overrides=OVERRIDES[variant])
+                )  # fmt: skip
+                folder = tmp_path / "runs" / name
+                _metrics(folder, {"test": (tests[seed - 1], 90.0)},
+                         zero={"test": (zero, 99.0)}, dev1=dev1[seed - 1])  # fmt: skip
+                report = {"strategy": strategy, "copied": 5, "averaged": 0}
+                report["n_target"] = 6
+                (folder / "remap_report.json").write_text(json.dumps(report))
+    _study(tmp_path, "remap", runs)
+    text = write_report(tmp_path).read_text(encoding="utf-8")
+    assert "**Overall**: no start keeps the test CER" in text
+    assert (
+        "- `exact,fold` (es; 1 cells): calibrate (head_calibration: rescale) meets "
+        "the bar (mean test CER difference -1.00)"
+    ) in text
+    assert (
+        "- `exact,translit` (ru; 1 cells): no start meets the bar; the best measured"
+        " is calibrate (head_calibration: rescale) (higher in 1 of 1 cells"
+    ) in text
