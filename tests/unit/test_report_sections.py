@@ -694,3 +694,39 @@ def test_remap_winner_per_strategy_family(tmp_path):
         "- `exact,translit` (ru; 1 cells): no start meets the bar; the best measured"
         " is calibrate (head_calibration: rescale) (higher in 1 of 1 cells"
     ) in text
+
+
+def test_forgetting_over_seeds(tmp_path, monkeypatch):
+    """One row per transfer over its seeds, the English scores cached."""
+    runs = [_run("base_en", "base", "tiny", data="en", language="en")]
+    _metrics(tmp_path / "runs" / "base_en", {"test": (8.0, 20.0)})
+    english = {"base_en": 20.0}
+    for seed, wer in ((1, 40.0), (2, 44.0)):
+        name = f"language_es_xfer_s{seed}"
+        runs.append(_run(name, "language", "xfer", data="es", seed=seed,
+                         base="base_en"))  # fmt: skip
+        _metrics(tmp_path / "runs" / name, {"test": (10.0, 50.0)})
+        english[name] = wer
+    for name in english:
+        (tmp_path / "runs" / name / "model").mkdir(parents=True)
+        (tmp_path / "runs" / name / "model" / "config.json").write_text("{}")
+    (tmp_path / "runs" / "base_en" / "save").mkdir()
+    (tmp_path / "runs" / "base_en" / "save" / "test.csv").write_text("ID\n")
+    _study(tmp_path, "demo", runs)
+    manifest = json.loads((tmp_path / "study.json").read_text())
+    manifest["forgetting"] = [[f"language_es_xfer_s{s}", "base_en"] for s in (1, 2)]
+    (tmp_path / "study.json").write_text(json.dumps(manifest))
+    calls = []
+
+    def fake_scores(base_dir, run_dir=None, encoder_only=False):
+        calls.append((run_dir, encoder_only))
+        wer = english[(run_dir or base_dir).name]
+        return {"CER": wer / 4, "WER": wer, "utterances": 7}
+
+    monkeypatch.setattr(own_sections, "source_scores", fake_scores)
+    text = write_report(tmp_path).read_text(encoding="utf-8")
+    row = _rows(text, "language_es_xfer (2 seeds)")[0]
+    assert row[1:] == ["base_en", "5.0", "10.5 ± 0.7", "20.0", "42.0 ± 2.8", "7"]
+    assert sorted(e for _, e in calls) == [False, True, True]
+    write_report(tmp_path)
+    assert len(calls) == 3  # the second report read them back

@@ -2,8 +2,8 @@
 
 The report (:mod:`xlt_plugin.study.report`) reads numbers; this module makes
 the only ones it cannot read from a run folder: the source-language scores of a
-fine-tuned encoder under its base's head (:func:`forgetting`), and of a whole
-model adapted within the source's alphabet (:func:`source_scores`).
+fine-tuned encoder under its base's head, or of a whole model adapted within the
+source's alphabet (:func:`source_scores`).
 """
 
 from __future__ import annotations
@@ -53,34 +53,6 @@ def evaluate_manifest(model, csv_file: str | Path, batch_size: int = 8) -> dict:
     return {**scores.summarize(), "utterances": len(rows)}
 
 
-def forgetting(base_dir: Path, xfer_dir: Path) -> dict:
-    """Source-language test CER of the base, before and after a transfer.
-
-    "After" runs the fine-tuned encoder under the base's own head, tokens and
-    features, on the base's own test manifest: how much of the source language
-    the transferred encoder still carries.
-
-    Arguments
-    ---------
-    base_dir, xfer_dir : Path
-        Output folders of the base run and of the transfer run.
-
-    Returns
-    -------
-    dict
-        ``before`` and ``after`` evaluation dicts.
-    """
-    from xlt_plugin.pretrained import load_pretrained
-
-    test_csv = Path(base_dir) / "save" / "test.csv"
-    model = load_pretrained(model_dir(base_dir))
-    before = evaluate_manifest(model, test_csv)
-    tuned = load_pretrained(model_dir(xfer_dir))
-    model.encoder.load_state_dict(tuned.encoder.state_dict())
-    after = evaluate_manifest(model, test_csv)
-    return {"before": before, "after": after}
-
-
 def source_scores(
     base_dir: Path, run_dir: Path | None = None, encoder_only: bool = False
 ) -> dict:
@@ -90,9 +62,10 @@ def source_scores(
     adapted model keeps the base's head rows: its English after adapting, with
     whatever it carries (adapters, averaged weights). For a transfer to another
     language (``encoder_only``), the run's encoder (adapters included) under the
-    base's own head, tokens, features and normalisation, as :func:`forgetting`
-    does. The recipes score only their own test sets, so this runs the exported
-    models (``model/``) here.
+    base's own head, tokens, features and normalisation (how much of the
+    source language the transferred encoder still carries). The recipes score
+    only their own test sets, so this runs the exported models (``model/``)
+    here.
 
     Arguments
     ---------
