@@ -730,3 +730,28 @@ def test_forgetting_over_seeds(tmp_path, monkeypatch):
     assert sorted(e for _, e in calls) == [False, True, True]
     write_report(tmp_path)
     assert len(calls) == 3  # the second report read them back
+
+
+def test_freezing_claims_and_the_claims_grouped(tmp_path):
+    """Each freezing option gets a claim against full fine-tuning, listed under
+    the plugin's "Freezing"; transfer vs scratch under the paper's first claim."""
+    runs = []
+    for variant, task, cers in (("xfer", "language", [10.0, 10.4]),
+                                ("scratch", "language", [30.0, 31.0]),
+                                ("frozen_bn", "freezing", [14.0, 14.6])):  # fmt: skip
+        for seed, cer in enumerate(cers, start=1):
+            name = f"{task}_es_{variant}_s{seed}"
+            runs.append(_run(name, task, variant, data="es", seed=seed))
+            _metrics(tmp_path / "runs" / name, {"test": (cer, 50.0)})
+    _study(tmp_path, "full", runs)
+    text = write_report(tmp_path).read_text(encoding="utf-8")
+    paper, own = text.split("## The plugin's own claims, here")
+    first = paper.split("**1. Transfer beats training from scratch")[1]
+    assert "- **Holds here**: es: transfer test CER 10.2 vs scratch 30.5" in first
+    assert "**2. A larger base" in paper and "**3. Transfer converges" in paper
+    freezing = own.split("**Freezing**")[1].split("## 1. Languages")[0]
+    assert (
+        "- **Does not hold here**: es: frozen encoder, BatchNorm trainable ends "
+        "below full fine-tuning's test CER (14.3 vs 10.2)."
+    ) in freezing
+    assert _rows(text, "frozen encoder, BatchNorm trainable")[0][1] == "14.3 ± 0.4"

@@ -68,6 +68,19 @@ REPRODUCIBILITY_NOTE = (
     "vs 9.9, medical WER 8.7 vs 7.6), differences of about the seed spread. "
     "Compare a number with its seed spread, not with its last digit."
 )
+#: The paper's three claims, the headings its verdicts are listed under.
+PAPER_CLAIMS = (
+    "1. Transfer beats training from scratch (languages, accents, domains)",
+    "2. A larger base is better, even on small data",
+    "3. Transfer converges faster",
+)
+#: The plugin's own claims, by what they are about.
+OWN_CLAIMS = (
+    "The remapped head (rows of shared tokens kept)",
+    "Freezing",
+    "Continuous learning (adapting without forgetting)",
+    "The regime: bases by size, augmentation, clean vs realistic speech",
+)
 # The tasks of the paper's sections (1-7); "remap" and "continual" are the plugin's.
 PAPER_TASKS = {"language", "accent", "domain", "size", "freezing"}
 # A from-scratch run whose best dev CER stays at or above this never learned (CTC's
@@ -481,7 +494,9 @@ def _convergence_verdict(task: str, data: str, ratios: list[dict]) -> str:
     )
 
 
-def _freezing_section(study: Study) -> list[str]:
+def _freezing_section(study: Study, claims: list) -> list[str]:
+    """Spanish transfer with each freezing option against full fine-tuning: the
+    table, and a claim per option (its test CER against full fine-tuning's)."""
     lines = ["## 6. Freezing ablation", ""]
     runs = study.select(task="freezing")
     if not runs:
@@ -497,14 +512,20 @@ def _freezing_section(study: Study) -> list[str]:
         name = "full fine-tuning" if label == "xfer" else _variant_label(label)
         secs = [seconds_per_epoch(study.records[r["name"]]) for r in group]
         first = stage_lines(study.records[group[0]["name"]], "train")
+        cer = [study.final(r) for r in group]
         rows.append(
-            [
-                name,
-                _mean_std([study.final(r) for r in group]),
-                _mean_std(secs),
-                _fmt(first[0]["trainable_params"]),
-            ]
+            [name, _mean_std(cer), _mean_std(secs), _fmt(first[0]["trainable_params"])]
         )
+        if label != "xfer" and full:
+            full_cer = [study.final(r) for r in full]
+            claims.append(
+                _claim(
+                    cer,
+                    full_cer,
+                    f"es: {name} ends below full fine-tuning's test CER "
+                    f"({statistics.mean(cer):.1f} vs {statistics.mean(full_cer):.1f}).",
+                )
+            )
     return lines + _table(
         [
             "es transfer",
@@ -643,27 +664,30 @@ def write_report(study_dir: str | Path) -> Path:
     # A profile of only the plugin's own measurements has none of the paper's
     # sections (they would all read "no runs"); every other profile has them all.
     paper = not own or bool(tasks & PAPER_TASKS)
-    verdicts: list[str] = []
-    plugin_verdicts: list[str] = []
+    # The claims by what they are about (the report's first two sections).
+    paper_claims: dict[str, list[str]] = {title: [] for title in PAPER_CLAIMS}
+    own_claims: dict[str, list[str]] = {title: [] for title in OWN_CLAIMS}
+    scratch, sizes, speed = paper_claims.values()
+    head_rows, freezing, continual, regime = own_claims.values()
     body = []
     if paper:
-        body += _language_section(study, verdicts, plugin_verdicts)
+        body += _language_section(study, scratch, head_rows)
         for task, title in (("accent", "## 2. Accents"), ("domain", "## 3. Domains")):
-            body += _per_set_section(study, task, title, verdicts, plugin_verdicts)
-        body += _size_section(study, verdicts)
-        body += _convergence_section(study, figures, verdicts)
-        body += _freezing_section(study)
+            body += _per_set_section(study, task, title, scratch, head_rows)
+        body += _size_section(study, sizes)
+        body += _convergence_section(study, figures, speed)
+        body += _freezing_section(study, freezing)
         body += _forgetting_section(study)
     if "bases" in own:
-        body += _bases_section(study, plugin_verdicts)
+        body += _bases_section(study, regime)
     if "augment" in own:
-        body += _augment_section(study, plugin_verdicts)
+        body += _augment_section(study, regime)
     if "difficulty" in own:
-        body += _difficulty_section(study, plugin_verdicts)
+        body += _difficulty_section(study, regime)
     if "remap" in own:
-        body += _remap_section(study, plugin_verdicts)
+        body += _remap_section(study, head_rows)
     if "continual" in own:
-        body += _continual_section(study, figures, plugin_verdicts)
+        body += _continual_section(study, figures, continual)
     head = [
         f"# Cross-language transfer study ({study.manifest['profile']} profile)",
         "",
@@ -674,29 +698,24 @@ def write_report(study_dir: str | Path) -> Path:
         REPRODUCIBILITY_NOTE,
         "",
     ]
+    standard = (
+        "A claim holds only where the difference of the seed means exceeds twice "
+        "its standard error; it does not hold where it is reversed by that margin, "
+        "and is not measurable here otherwise (with one seed, the line gives the "
+        "direction only)."
+    )
     if paper:
-        head += [
-            "## The paper's claims, here",
-            "",
-            "A claim holds only where the difference of the seed means exceeds "
-            "twice its standard error; it does not hold where it is reversed by "
-            "that margin, and is not measurable here otherwise (with one seed, "
-            "the line gives the direction only).",
-            "",
-            *(verdicts or ["- No comparison finished."]),
-            "",
-        ]
-    if own or plugin_verdicts:
-        head += [
-            "## The plugin's own claims, here",
-            "",
-            "A claim holds only where the difference of the seed means exceeds "
-            "twice its standard error; it does not hold where it is reversed by "
-            "that margin, and is not measurable here otherwise.",
-            "",
-            *(plugin_verdicts or ["- No comparison finished."]),
-            "",
-        ]
+        head += ["## The paper's claims, here", "", standard, ""]
+        for title, claims in paper_claims.items():
+            head += [f"**{title}**", "", *(claims or ["- No comparison finished."])]
+            head += [""]
+    if own or any(own_claims.values()):
+        head += ["## The plugin's own claims, here", "", standard, ""]
+        for title, claims in own_claims.items():
+            if claims:
+                head += [f"**{title}**", "", *claims, ""]
+        if not any(own_claims.values()):
+            head += ["- No comparison finished.", ""]
     report = study.folder / "REPORT.md"
     text = "\n".join(head + body + _setup_section(study))
     report.write_text(text, encoding="utf-8")
