@@ -745,6 +745,12 @@ def test_freezing_claims_and_the_claims_grouped(tmp_path):
             _metrics(tmp_path / "runs" / name, {"test": (cer, 50.0)})
     _study(tmp_path, "full", runs)
     text = write_report(tmp_path).read_text(encoding="utf-8")
+    summary = {row[0][:2]: row[1:] for row in _rows(text, "1. Transfer beats "
+               "training from scratch (languages, accents, domains)")}  # fmt: skip
+    assert summary == {"1.": ["1", "0", "0", "0"]}  # holds, not, unmeasurable, none
+    assert _rows(text, "2. A larger base is better, even on small data")[0][1:] == [
+        "0", "0", "0", "0"]  # fmt: skip
+    assert _rows(text, "Freezing")[0][1:] == ["0", "1", "0", "0"]
     paper, own = text.split("## The plugin's own claims, here")
     first = paper.split("**1. Transfer beats training from scratch")[1]
     assert "- **Holds here**: es: transfer test CER 10.2 vs scratch 30.5" in first

@@ -639,6 +639,33 @@ def _setup_section(study: Study) -> list[str]:
     return lines
 
 
+#: Each verdict line's opening (see :func:`_claim` and :func:`_evidence`).
+VERDICTS = {
+    "holds": "- **Holds here**",
+    "does not hold": "- **Does not hold here**",
+    "not measurable": "- **Not measurable here**",
+    "not measured": "- **Not measured**",
+}
+
+
+def _claims_summary(groups: dict[str, list[str]]) -> list[str]:
+    """A table: per group of claims, how many hold, do not, are not measurable
+    (one row a group, empty ones included).
+
+    Example
+    -------
+    >>> lines = _claims_summary({"1. Transfer": ["- **Holds here**: a.",
+    ...                          "- **Not measurable here** (one seed): b."]})
+    >>> lines[2]
+    '| 1. Transfer | 1 | 0 | 1 | 0 |'
+    """
+    rows = [
+        [title, *(str(sum(c.startswith(v) for c in claims)) for v in VERDICTS.values())]
+        for title, claims in groups.items()
+    ]
+    return _table(["claims", *VERDICTS], rows)
+
+
 def write_report(study_dir: str | Path) -> Path:
     """Write ``REPORT.md`` and ``figures/`` for a study folder.
 
@@ -704,6 +731,11 @@ def write_report(study_dir: str | Path) -> Path:
         "and is not measurable here otherwise (with one seed, the line gives the "
         "direction only)."
     )
+    # Every claim of the paper has its row (zeros: nothing measured it here).
+    groups = {**(paper_claims if paper else {})}
+    groups.update({title: claims for title, claims in own_claims.items() if claims})
+    if any(groups.values()):
+        head += ["## In short", "", *_claims_summary(groups)]
     if paper:
         head += ["## The paper's claims, here", "", standard, ""]
         for title, claims in paper_claims.items():
