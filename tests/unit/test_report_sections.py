@@ -534,7 +534,8 @@ def test_augment_section(tmp_path):
     runs = []
     cers = {("en", "off"): [50.0, 51.0], ("en", "on"): [45.0, 46.0],
             ("en", "dropout"): [52.0, 53.0],
-            ("es", "off"): [35.0, 36.0], ("es", "on"): [35.5, 35.0]}  # fmt: skip
+            ("es", "off"): [35.0, 36.0], ("es", "on"): [35.5, 35.0],
+            ("es", "off_long"): [33.0, 33.2]}  # fmt: skip
     for (language, label), values in cers.items():
         for seed, cer in enumerate(values, start=1):
             name = f"augment_{language}_{label}_s{seed}"
@@ -549,7 +550,15 @@ def test_augment_section(tmp_path):
     assert augment[1:4] == ["augmentation", "50.5 ± 0.7", "45.5 ± 0.7"]
     assert augment[5:] == ["10.0 ± 0.0", "20.0 ± 0.0"]
     assert dropout[1:4] == ["dropout", "50.5 ± 0.7", "52.5 ± 0.7"]
-    assert len(_rows(text, "es transfer (10min)")) == 1  # no dropout runs there
+    plain, longer = _rows(text, "es transfer (10min)")  # no dropout runs there
+    assert plain[1] == "augmentation"
+    assert longer[1:4] == [
+        "augmentation, against twice the epochs without", "33.1 ± 0.1", "35.2 ± 0.4",
+    ]  # fmt: skip
+    assert (
+        "- **Does not hold here**: augmentation, against twice the epochs without "
+        "helps the es transfer"
+    ) in text
     assert "- **Holds here**: augmentation helps the English base" in text
     assert "- **Does not hold here**: dropout helps the English base" in text
     assert (

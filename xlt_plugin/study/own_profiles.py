@@ -579,8 +579,11 @@ def augment_profile(seeds: int = 3) -> Profile:
     The English base of the remap profiles (``quartznet_tiny``, 25 epochs on the
     realistic English corpus) trained with ``augment`` False and True, and with
     :data:`BASE_DROPOUT` instead (one change at a time against "off"); Spanish at
-    10 minutes transferred from ``base_en`` with and without augmentation (the
-    head of :data:`LANGUAGE_HEAD`); ``seeds`` seeds each (issue 12's measurement:
+    10 minutes transferred from ``base_en`` with and without augmentation, and
+    without it for twice the epochs (as many training examples as the augmented
+    run, which trains each batch with its copy: does augmentation beat training
+    longer?) (the head of :data:`LANGUAGE_HEAD`); ``seeds`` seeds each (issue
+    12's measurement:
     the recipes keep ``augment: False`` and ``dropout: 0.0`` unless they measure
     better).
 
@@ -592,7 +595,7 @@ def augment_profile(seeds: int = 3) -> Profile:
     [('augment_en_off_s1', False, None), ('augment_en_on_s1', True, None),
      ('augment_en_dropout_s1', False, 0.1)]
     >>> len(profile.runs)
-    6
+    7
     """
     scale = Scale()
     en, base = _english(scale)
@@ -608,10 +611,16 @@ def augment_profile(seeds: int = 3) -> Profile:
                     "quartznet_small.yaml", "en", "augment", label,
                     overrides=over, language="en", size="base", seed=seed)
             )  # fmt: skip
-        for label, augment in (("off", {}), ("on", {"augment": True})):
-            # Off is the YAML's default: the remap profile's run of that head.
-            over = {"number_of_epochs": scale.epochs["10min"], **scale.tuning,
-                    **LANGUAGE_HEAD, **augment, "seed": seed}  # fmt: skip
+        epochs = scale.epochs["10min"]
+        for label, change in (
+            ("off", {}),  # the YAML's default: the remap profile's run of that head
+            ("on", {"augment": True}),
+            # As many training examples as "on" sees (each batch and its copy):
+            # does augmentation beat simply training longer?
+            ("off_long", {"number_of_epochs": 2 * epochs}),
+        ):
+            over = {"number_of_epochs": epochs, **scale.tuning, **LANGUAGE_HEAD,
+                    **change, "seed": seed}  # fmt: skip
             runs.append(
                 Run(f"augment_es_10min_{label}_s{seed}", "CommonVoice",
                     "es_xfer.yaml", "es_10min", "augment", label, base=EN_BASE,
@@ -624,8 +633,8 @@ def augment_profile(seeds: int = 3) -> Profile:
         description=(
             "Augmentation (issue 12): speechbrain.augment on and off for the "
             f"{XLT_BASE_PRESET} English base (and dropout {BASE_DROPOUT} instead) "
-            "and for Spanish at 10 minutes transferred from it; realistic "
-            f"corpora, {seeds} seeds."
+            "and for Spanish at 10 minutes transferred from it (and off for twice "
+            f"the epochs); realistic corpora, {seeds} seeds."
         ),
     )
 

@@ -697,11 +697,16 @@ def _augment_section(study: Study, verdicts: list) -> list[str]:
         "is measured alone against the same model without it.",
         "",
     ]
-    changes = {"on": "augmentation", "dropout": "dropout"}
+    # (with, without, what the comparison is)
+    changes = [
+        ("on", "off", "augmentation"),
+        ("dropout", "off", "dropout"),
+        ("on", "off_long", "augmentation, against twice the epochs without"),
+    ]
     rows = []
     for language in dict.fromkeys(r["language"] for r in runs):
         cer, seconds = {}, {}
-        for label in ("off", *changes):
+        for label in ("off", "on", "dropout", "off_long"):
             group = [r for r in runs if r["language"] == language
                      and r["variant"] == label]  # fmt: skip
             cer[label] = [study.final(r) for r in group]
@@ -711,20 +716,20 @@ def _augment_section(study: Study, verdicts: list) -> list[str]:
             ]  # fmt: skip
         what = "English base" if language == "en" else f"{language} transfer"
         size = next(r["size"] for r in runs if r["language"] == language)
-        for label, change in changes.items():
-            if not cer[label]:
+        for label, without, change in changes:
+            if not (cer[label] and cer[without]):
                 continue
-            d = compare_seeds(cer[label], cer["off"])
+            d = compare_seeds(cer[label], cer[without])
             rows.append([
-                f"{what} ({size})", change, _mean_std(cer["off"]),
-                _mean_std(cer[label]), _diff_text(d), _mean_std(seconds["off"]),
+                f"{what} ({size})", change, _mean_std(cer[without]),
+                _mean_std(cer[label]), _diff_text(d), _mean_std(seconds[without]),
                 _mean_std(seconds[label]),
             ])  # fmt: skip
             verdicts.append(
                 _evidence(
                     d,
                     f"{change} helps the {what}: test CER "
-                    f"{_fmt(_mean(cer[label]))} with vs {_fmt(_mean(cer['off']))} "
+                    f"{_fmt(_mean(cer[label]))} with vs {_fmt(_mean(cer[without]))} "
                     "without.",
                 )
             )
