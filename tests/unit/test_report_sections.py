@@ -307,6 +307,12 @@ def test_continual_section_in_another_language(continual_study):
     assert scratch[3] == "n/a" and scratch[4] == "n/a"
     medical = _rows(text.split("### es (es)")[0], "full fine-tuning")[0]
     assert medical[3] == "41.0 ± 1.4"  # the same-alphabet task: whole models
+    # Over the two tasks: rehearsal met the goal where it ran (medical only),
+    # so no method meets it in every task.
+    overview = text.split("### Which method when (over the tasks)")[1]
+    assert _rows(overview, "rehearsal, 25% of each batch English")[0][1] == "1 of 1"
+    assert _rows(overview, "adapters (dim None)")[0][1] == "0 of 2"  # no dim given
+    assert "- Both at once (the goal in every task): none." in overview
 
 
 def test_goal_line_without_a_method_meeting_it():

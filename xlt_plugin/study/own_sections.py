@@ -453,6 +453,8 @@ def _continual_section(study: Study, figures: Path, verdicts: list) -> list[str]
         "changes them).",
         "",
     ]
+    numbers: dict[str, dict] = {}  # task -> method -> (English % rel., share)
+    labels: dict[str, str] = {}
     for data in dict.fromkeys(r["data"] for r in runs):
         task_runs = [r for r in runs if r["data"] == data]
         with_base = [r for r in task_runs if r.get("base")]
@@ -461,8 +463,71 @@ def _continual_section(study: Study, figures: Path, verdicts: list) -> list[str]
         base = with_base[0]["base"]
         corpus = study.manifest["corpora"].get(data, {})
         what = corpus.get("domain") or corpus.get("accents") or data
-        lines += _continual_task(study, data, what, base, task_runs, figures, verdicts)
-    return lines
+        numbers[data] = {}
+        lines += _continual_task(
+            study, data, what, base, task_runs, figures, verdicts, numbers[data]
+        )
+        for m in numbers[data]:
+            group = [r for r in task_runs if r["variant"] == m]
+            labels.setdefault(m, _continual_label(study, m, group))
+    return lines + _continual_overview(numbers, labels)
+
+
+def _continual_overview(numbers: dict[str, dict], labels: dict) -> list[str]:
+    """Which method when, over the tasks: forgetting and target gain per method.
+
+    ``numbers``: task -> method -> (English WER change against the base, % rel.;
+    share of full fine-tuning's target gain, %), on seed means.
+
+    Example
+    -------
+    >>> numbers = {"a": {"full": (100.0, 100.0), "adapters": (2.0, 92.0)},
+    ...            "b": {"full": (80.0, 100.0), "adapters": (4.0, 70.0)}}
+    >>> lines = _continual_overview(numbers, {"full": "full", "adapters": "ad"})
+    >>> lines[5]
+    '| ad | 1 of 2 | 3.0 | 81 |'
+    >>> lines[-2]
+    '- Both at once (the goal in every task): none.'
+    """
+    methods = [m for m in dict.fromkeys(m for t in numbers.values() for m in t)
+               if m not in ("base", "scratch")]  # fmt: skip
+    if len(numbers) < 2 or not methods:
+        return []
+    rows, means = [], {}
+    for m in methods:
+        pairs = [t[m] for t in numbers.values() if m in t]
+        rel = _mean([r for r, _ in pairs if r is not None])
+        share = _mean([s for _, s in pairs if s is not None])
+        met = sum(1 for r, s in pairs if r is not None and s is not None
+                  and r <= 5 and s >= 90)  # fmt: skip
+        means[m] = (rel, share, met, len(pairs))
+        rows.append([labels.get(m, m), f"{met} of {len(pairs)}", _fmt(rel, 1),
+                     _fmt(share, 0)])  # fmt: skip
+    lines = ["### Which method when (over the tasks)", ""]
+    lines += _table(
+        ["method", "tasks meeting the goal (English within 5 %, >= 90 % of the "
+         "gain)", "English WER vs base, % rel. (mean over tasks)",
+         "share of full fine-tuning's gain, % (mean over tasks)"], rows,
+    )  # fmt: skip
+    others = [m for m in methods if m != "full"]
+    kept = [m for m in others if means[m][0] is not None]
+    gained = [m for m in others if means[m][1] is not None]
+    goal = [m for m in others if means[m][2] == means[m][3] == len(numbers)]
+    if kept:
+        best = min(kept, key=lambda m: means[m][0])
+        lines.append(f"- Keeps the most English: {labels.get(best, best)} "
+                     f"({_fmt(means[best][0], 1)} % rel. on average).")  # fmt: skip
+    if gained:
+        best = max(gained, key=lambda m: means[m][1])
+        lines.append(f"- Closest to full fine-tuning on the target: "
+                     f"{labels.get(best, best)} ({_fmt(means[best][1], 0)} % of its "
+                     "gain on average).")  # fmt: skip
+    lines.append(
+        "- Both at once (the goal in every task): "
+        + (", ".join(labels.get(m, m) for m in goal) or "none")
+        + "."
+    )
+    return lines + [""]
 
 
 def _continual_task(
@@ -473,7 +538,10 @@ def _continual_task(
     runs: list[dict],
     figures: Path,
     verdicts: list,
+    numbers: dict,
 ) -> list[str]:
+    """One task's table, goal line, Pareto figure and claims; ``numbers`` gets
+    each method's (English WER change, % rel.; share of full's gain, %)."""
     lines = [f"### {data} ({what})", ""]
     methods = list(dict.fromkeys(r["variant"] for r in runs))
     if "scratch" in methods:  # a reference: last, after the methods
@@ -515,7 +583,7 @@ def _continual_task(
     gain = None
     if base_target is not None and full_target is not None:
         gain = base_target - full_target
-    rows, numbers = [], {}
+    rows = []
     for method, (t_wer, t_cer, s_wer, s_cer) in scores.items():
         group = groups.get(method, [])
         rel = share = None
