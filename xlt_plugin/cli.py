@@ -479,6 +479,14 @@ def report(parser: argparse.ArgumentParser) -> Runner:
     parser.add_argument(
         "--readme", default="README.md", help="the README --publish refreshes"
     )
+    parser.add_argument(
+        "--sections-in",
+        nargs="*",
+        metavar="FILE",
+        help="files whose <!-- NAME/SECTION:begin/end --> blocks --publish fills "
+        "with the report's section SECTION (default: recipes/*/README.md next to "
+        "the README)",
+    )
 
     def run(args: argparse.Namespace) -> int:
         from xlt_plugin.study.publish import publish_report
@@ -500,10 +508,23 @@ def report(parser: argparse.ArgumentParser) -> Runner:
         print(f"wrote {path}")
         if args.publish:
             try:
-                written = publish_report(path.parent, args.publish, args.readme)
+                sections = args.sections_in
+                if sections is None:
+                    recipes = Path(args.readme).resolve().parent / "recipes"
+                    sections = sorted(recipes.glob("*/README.md"))
+                written = publish_report(
+                    path.parent, args.publish, args.readme, sections
+                )
             except (OSError, ValueError) as err:
                 raise CommandError(str(err)) from None
-            print(f"published {len(written)} files: {args.publish}, {args.readme}")
+            print(
+                f"published {len(written)} files: "
+                + ", ".join(
+                    dict.fromkeys(
+                        str(p.parent if p.suffix == ".png" else p) for p in written
+                    )
+                )  # fmt: skip
+            )
         return 0
 
     return run

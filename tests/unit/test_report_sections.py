@@ -605,7 +605,8 @@ def test_report_publish_copies_the_report_and_refreshes_the_readme(tmp_path):
     )
     readme = tmp_path / "README.md"
     readme.write_text(
-        "# Top\n\n<!-- study-x:begin -->\nold numbers\n<!-- study-x:end -->\n\nafter\n"
+        "# Top\n\nProse names `<!-- study-x:begin -->` and `<!-- study-x:end -->`.\n"
+        "<!-- study-x:begin -->\nold numbers\n<!-- study-x:end -->\n\nafter\n"
     )
     docs = tmp_path / "docs" / "study-x"
     code = main(["report", str(study), "--publish", str(docs), "--readme", str(readme)])
@@ -615,14 +616,55 @@ def test_report_publish_copies_the_report_and_refreshes_the_readme(tmp_path):
     assert "## English bases by size" in published
     text = readme.read_text(encoding="utf-8")
     assert "old numbers" not in text
+    assert "Prose names `<!-- study-x:begin -->`" in text  # not a marker
     assert text.startswith("# Top\n") and text.endswith(
         "<!-- study-x:end -->\n\nafter\n"
     )
-    block = text.split("<!-- study-x:begin -->")[1].split("<!-- study-x:end -->")[0]
+    block = text.split("\n<!-- study-x:begin -->\n")[1].split("<!-- study-x:end")[0]
     assert "**English bases by size**:" in block
     assert "`quartznet_mini` vs `quartznet_tiny`: CER lower by 8.0" in block
     assert "**Setup**" not in block  # left to the full report
     assert "[docs/study-x/REPORT.md](docs/study-x/REPORT.md)" in block
+
+
+def test_report_publish_fills_the_recipe_readmes_sections(tmp_path, capsys):
+    """A recipe README's ``study-x/TITLE`` block gets the report's section
+    TITLE (the default: recipes/*/README.md beside the README); a block asking
+    for a section the report lacks stops before anything is written."""
+    from xlt_plugin.cli import main
+
+    study = tmp_path / "study"
+    _bases_study(
+        study, {"quartznet_tiny": [53.0, 54.0], "quartznet_mini": [45.0, 46.0]}
+    )
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- study-x:begin -->\n<!-- study-x:end -->\n")
+    recipe = tmp_path / "recipes" / "EnglishBase" / "README.md"
+    recipe.parent.mkdir(parents=True)
+    title = "English bases by size"
+    recipe.write_text(
+        f"# EnglishBase\n\n<!-- study-x/{title}:begin -->\nold\n"
+        f"<!-- study-x/{title}:end -->\n"
+    )
+    docs = tmp_path / "docs" / "study-x"
+    args = ["report", str(study), "--publish", str(docs), "--readme", str(readme)]
+    assert main(args) == 0
+    block = recipe.read_text().split(":begin -->")[1].split("<!--")[0]
+    assert "`quartznet_mini` vs `quartznet_tiny`: CER lower by 8.0" in block
+    assert "From [../../docs/study-x/REPORT.md](../../docs/study-x/REPORT.md)." in block
+    assert "old" not in block
+    # A marker naming a section the report lacks: an error naming the file.
+    recipe.write_text("<!-- study-x/No such:begin -->\n<!-- study-x/No such:end -->\n")
+    readme_before = readme.read_text()
+    assert main(args) != 0
+    err = capsys.readouterr().err
+    assert str(recipe) in err and "'No such'" in err
+    assert readme.read_text() == readme_before
+    # A README with only a section block (no whole-report block) gets that.
+    readme.write_text(f"<!-- study-x/{title}:begin -->\n<!-- study-x/{title}:end -->\n")
+    recipe.write_text("no markers\n")
+    assert main(args) == 0
+    assert "CER lower by 8.0" in readme.read_text()
 
 
 def test_report_publish_without_markers_changes_nothing(tmp_path, capsys):

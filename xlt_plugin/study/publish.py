@@ -4,8 +4,9 @@
 copies ``REPORT.md`` and ``figures/`` into ``docs/study-full/`` under a line that
 says where and when they were made, and replaces the README's text between
 ``<!-- study-full:begin -->`` and ``<!-- study-full:end -->`` (the folder's name)
-with the report's claims and tables. Published numbers are then made by a
-command, never copied by hand.
+with the report's claims and tables; a block ``<!-- study-full/TITLE:begin -->``
+in the README or a recipe's README gets the report's section ``TITLE``.
+Published numbers are then made by a command, never copied by hand.
 
 Authors
  * xlt_plugin contributors 2025
@@ -129,23 +130,102 @@ def replace_block(text: str, name: str, block: str, where: str = "README") -> st
     b
     """
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-    if (
-        text.count(begin) != 1
-        or text.count(end) != 1
-        or text.index(begin) > text.index(end)
-    ):
+    # Markers are lines of their own: prose that names them (in backticks) is
+    # not a marker.
+    lines = text.split("\n")
+    starts = [i for i, line in enumerate(lines) if line.strip() == begin]
+    ends = [i for i, line in enumerate(lines) if line.strip() == end]
+    if len(starts) != 1 or len(ends) != 1 or starts[0] > ends[0]:
         raise ValueError(
             f"{where} needs exactly one '{begin}' line and one '{end}' line after "
-            f"it, around the text to replace (found {text.count(begin)} and "
-            f"{text.count(end)}): add them where the published numbers go."
+            f"it, around the text to replace (found {len(starts)} and "
+            f"{len(ends)}): add them where the published numbers go."
         )
-    head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    return f"{head}{begin}\n{block.strip()}\n{end}{tail}"
+    return "\n".join([*lines[: starts[0] + 1], block.strip(), *lines[ends[0] :]])
+
+
+def report_sections(report_text: str) -> dict[str, str]:
+    """A report's ``## `` sections: title -> body (without the title line).
+
+    Example
+    -------
+    >>> report_sections("# S\\n\\nintro\\n\\n## Claims\\n\\n- holds\\n")
+    {'Claims': '\\n- holds'}
+    """
+    sections = {}
+    for section in re.split(r"^## ", report_text, flags=re.MULTILINE)[1:]:
+        title, _, body = section.partition("\n")
+        sections[title.strip()] = body.rstrip()
+    return sections
+
+
+def refresh_sections(
+    text: str, where: Path, report_text: str, dest: Path
+) -> tuple[str, list[str]]:
+    """``text`` with every ``<!-- DEST/TITLE:begin -->`` block refreshed.
+
+    Each block gets the report's section ``TITLE`` (figures linked from
+    ``where``'s folder) and a link to the published report: a recipe README
+    carries its own table, made by the same command as the report.
+
+    Arguments
+    ---------
+    text : str
+        The file's text.
+    where : Path
+        The file (for links relative to it, and for errors).
+    report_text : str
+        The report.
+    dest : Path
+        The docs folder the report is published to; its name opens the markers.
+
+    Returns
+    -------
+    (str, list of str)
+        The new text and the titles refreshed.
+
+    Example
+    -------
+    >>> doc = "x\\n<!-- full/Claims:begin -->\\nold\\n<!-- full/Claims:end -->\\n"
+    >>> new, titles = refresh_sections(doc, Path("README.md"),
+    ...                                "# S\\n\\n## Claims\\n\\n- holds\\n",
+    ...                                Path("docs/full"))
+    >>> print(new, end="")
+    x
+    <!-- full/Claims:begin -->
+    - holds
+    <BLANKLINE>
+    From [docs/full/REPORT.md](docs/full/REPORT.md).
+    <!-- full/Claims:end -->
+    """
+    marker = re.compile(
+        rf"^\s*<!-- {re.escape(dest.name)}/(.+?):begin -->\s*$", re.MULTILINE
+    )
+    titles = list(dict.fromkeys(marker.findall(text)))
+    if not titles:
+        return text, []
+    sections = report_sections(report_text)
+    relative = Path(os.path.relpath(dest.resolve(), where.parent.resolve()))
+    for title in titles:
+        if title not in sections:
+            raise ValueError(
+                f"{where} asks for the section '{title}', which the report does not "
+                f"have (its sections: {', '.join(sections)}): fix the marker."
+            )
+        body = sections[title].replace(
+            "](figures/", f"]({relative.as_posix()}/figures/"
+        )
+        link = (relative / "REPORT.md").as_posix()
+        body = f"{body.strip()}\n\nFrom [{link}]({link})."
+        text = replace_block(text, f"{dest.name}/{title}", body, str(where))
+    return text, titles
 
 
 def publish_report(
-    report_dir: str | Path, dest: str | Path, readme: str | Path | None = None
+    report_dir: str | Path,
+    dest: str | Path,
+    readme: str | Path | None = None,
+    section_files: list[str | Path] = (),
 ) -> list[Path]:
     """Copy ``REPORT.md`` and ``figures/`` into ``dest``; refresh ``readme``'s block.
 
@@ -158,6 +238,10 @@ def publish_report(
         the README's markers.
     readme : path, optional
         The README to refresh; None leaves every README alone.
+    section_files : list of paths
+        Files (e.g. the recipes' READMEs) whose ``<!-- DEST/TITLE:begin -->``
+        blocks get the report's section ``TITLE`` (:func:`refresh_sections`);
+        the README's own such blocks are refreshed too.
 
     Returns
     -------
@@ -198,8 +282,21 @@ def publish_report(
         link = (relative / "REPORT.md").as_posix()
         block += f"\n\nThe full report: [{link}]({link})."
         # Checked before anything is written: a README without markers leaves
-        # the docs folder as it was.
-        readme_text = replace_block(readme_text, dest.name, block, str(readme))
+        # the docs folder as it was. One with only section blocks
+        # (DEST/TITLE) gets those.
+        readme_text, titles = refresh_sections(readme_text, readme, text, dest)
+        whole = f"<!-- {dest.name}:begin -->"
+        if not titles or whole in readme_text.split("\n"):
+            readme_text = replace_block(readme_text, dest.name, block, str(readme))
+    others = {}
+    for path in map(Path, section_files):
+        if readme is not None and path.resolve() == readme.resolve():
+            continue
+        new, titles = refresh_sections(
+            path.read_text(encoding="utf-8"), path, text, dest
+        )
+        if titles:
+            others[path] = new
     dest.mkdir(parents=True, exist_ok=True)
     title, _, rest = text.partition("\n")
     stamp = (
@@ -217,4 +314,7 @@ def publish_report(
     if readme_text is not None:
         readme.write_text(readme_text, encoding="utf-8")
         written.append(readme)
+    for path, new in others.items():
+        path.write_text(new, encoding="utf-8")
+        written.append(path)
     return written
