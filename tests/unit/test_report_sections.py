@@ -164,6 +164,24 @@ def test_remap_without_a_winner_names_the_best_measured(remap_study):
     assert "the best measured is calibrate (head_calibration: rescale)" in text
 
 
+def test_remap_level_after_one_epoch_still_meets_the_bar(remap_study):
+    # calibrate level with the re-initialised head after one epoch (no lead, not
+    # behind): it still wins; the table counts no first-epoch lead for it.
+    for seed in (1, 2, 3):
+        path = metrics_path(remap_study / "runs" / f"remap_es_10min_calibrate_s{seed}")
+        lines = [json.loads(line) for line in path.read_text().splitlines()]
+        for line in lines:
+            if line["stage"] == "valid" and line["epoch"] == 1:
+                line["CER"] = REMAP["xfer_none"][2][seed - 1] + 0.2
+        path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    text = write_report(remap_study).read_text(encoding="utf-8")
+    overall = {r[0]: r for r in _rows(text, "calibrate (head_calibration: rescale)")}
+    assert overall["calibrate (head_calibration: rescale)"][5:8] == [
+        "1/1", "0/1", "0/1"]  # fmt: skip
+    assert "**Overall**: calibrate (head_calibration: rescale) wins" in text
+    assert "behind after the first epoch in none (ahead in 0)" in text
+
+
 def test_one_seed_is_not_measurable(tmp_path):
     runs = []
     for variant, (tests, zero, dev1) in REMAP.items():
