@@ -10,7 +10,7 @@ import json
 import pytest
 
 from xlt_plugin.runs import append_metrics, metrics_path
-from xlt_plugin.study import own_sections
+from xlt_plugin.study import continual_section
 from xlt_plugin.study.evidence import Difference, compare_seeds
 from xlt_plugin.study.report import REPRODUCIBILITY_NOTE, write_report
 
@@ -150,15 +150,20 @@ def test_remap_section_table_verdicts_and_winner(remap_study):
     assert "- **Holds here**: es, 10min: calibrate" in text
 
 
-def test_remap_without_a_winner_names_the_best_measured(remap_study):
-    # Make calibrate lose its first-epoch lead: no start meets the bar.
+def _set_epoch1(study, variant, cer_of_seed):
+    """Rewrite the dev CER after epoch 1 of the es 10-minute ``variant`` runs."""
     for seed in (1, 2, 3):
-        path = metrics_path(remap_study / "runs" / f"remap_es_10min_calibrate_s{seed}")
+        path = metrics_path(study / "runs" / f"remap_es_10min_{variant}_s{seed}")
         lines = [json.loads(line) for line in path.read_text().splitlines()]
         for line in lines:
             if line["stage"] == "valid" and line["epoch"] == 1:
-                line["CER"] = 70.0 + seed
+                line["CER"] = cer_of_seed(seed)
         path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+
+
+def test_remap_without_a_winner_names_the_best_measured(remap_study):
+    # Make calibrate lose its first-epoch lead: no start meets the bar.
+    _set_epoch1(remap_study, "calibrate", lambda seed: 70.0 + seed)
     text = write_report(remap_study).read_text(encoding="utf-8")
     assert "**Overall**: no start keeps the test CER" in text
     assert "the best measured is calibrate (head_calibration: rescale)" in text
@@ -167,13 +172,7 @@ def test_remap_without_a_winner_names_the_best_measured(remap_study):
 def test_remap_level_after_one_epoch_still_meets_the_bar(remap_study):
     # calibrate level with the re-initialised head after one epoch (no lead, not
     # behind): it still wins; the table counts no first-epoch lead for it.
-    for seed in (1, 2, 3):
-        path = metrics_path(remap_study / "runs" / f"remap_es_10min_calibrate_s{seed}")
-        lines = [json.loads(line) for line in path.read_text().splitlines()]
-        for line in lines:
-            if line["stage"] == "valid" and line["epoch"] == 1:
-                line["CER"] = REMAP["xfer_none"][2][seed - 1] + 0.2
-        path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    _set_epoch1(remap_study, "calibrate", lambda s: REMAP["xfer_none"][2][s - 1] + 0.2)
     text = write_report(remap_study).read_text(encoding="utf-8")
     overall = {r[0]: r for r in _rows(text, "calibrate (head_calibration: rescale)")}
     assert overall["calibrate (head_calibration: rescale)"][5:8] == [
@@ -254,7 +253,7 @@ def continual_study(tmp_path, monkeypatch):
         wer = english[(run_dir or base_dir).name] + (1000 if encoder_only else 0)
         return {"CER": wer / 4, "WER": wer, "utterances": 10}
 
-    monkeypatch.setattr(own_sections, "source_scores", fake_scores)
+    monkeypatch.setattr(continual_section, "source_scores", fake_scores)
     return tmp_path, calls, runs, english
 
 
@@ -339,11 +338,13 @@ def test_goal_line_without_a_method_meeting_it():
         "replay25": (30.0, 96.0),
         "adapters": (6.0, 74.0),
     }
-    line = own_sections._goal_line(numbers, 20.0, 50.0, 11.0)
+    line = continual_section._goal_line(numbers, 20.0, 50.0, 11.0)
     assert "on seed means: none. The methods: replay25 (30.0 % English WER" in line
     assert "adapters (6.0 % English WER, 74 % of the gain)" in line
     assert "full (" not in line  # the reference itself is no candidate
-    assert own_sections._goal_line(numbers, None, 50.0, 11.0).startswith("Not measured")
+    assert continual_section._goal_line(numbers, None, 50.0, 11.0).startswith(
+        "Not measured"
+    )
 
 
 def test_paper_profiles_keep_their_sections(tmp_path):
@@ -798,7 +799,7 @@ def test_forgetting_over_seeds(tmp_path, monkeypatch):
         wer = english[(run_dir or base_dir).name]
         return {"CER": wer / 4, "WER": wer, "utterances": 7}
 
-    monkeypatch.setattr(own_sections, "source_scores", fake_scores)
+    monkeypatch.setattr(continual_section, "source_scores", fake_scores)
     text = write_report(tmp_path).read_text(encoding="utf-8")
     row = _rows(text, "language_es_xfer (2 seeds)")[0]
     assert row[1:] == ["base_en", "5.0", "10.5 ± 0.7", "20.0", "42.0 ± 2.8", "7"]

@@ -1,8 +1,8 @@
 """The study's standard of evidence: when a difference between seeds counts.
 
-The plugin's own claims (:mod:`xlt_plugin.study.own_sections`) hold only where
-the difference of the seed means exceeds twice its standard error
-(:func:`compare_seeds`); :func:`_evidence` writes the claim line.
+Every claim of the report holds only where the difference of the seed means
+exceeds twice its standard error (:func:`compare_seeds`); :func:`_evidence`
+writes the claim line.
 """
 
 from __future__ import annotations

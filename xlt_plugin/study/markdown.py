@@ -14,6 +14,12 @@ def _fmt(value, digits: int = 1) -> str:
     return str(value)
 
 
+def _mean(values: list) -> float | None:
+    """The mean of the values that are not None (None when there are none)."""
+    values = [v for v in values if v is not None]
+    return statistics.mean(values) if values else None
+
+
 def _mean_std(values: list[float], digits: int = 1) -> str:
     values = [v for v in values if v is not None]
     if not values:

@@ -7,7 +7,9 @@ RUN_DIR...`` writes a generic report for any run folders, e.g. real Common Voice
 runs.
 
 This module holds the paper's sections (1-7), the setup tables and the verdicts;
-the plugin's own sections are in :mod:`xlt_plugin.study.own_sections`. The
+the plugin's own sections are in :mod:`xlt_plugin.study.remap_section`,
+:mod:`xlt_plugin.study.continual_section` and
+:mod:`xlt_plugin.study.regime_sections`. The
 study folder is read by :mod:`xlt_plugin.study.reader` (run files through
 :mod:`xlt_plugin.runs`), cells formatted by :mod:`xlt_plugin.study.markdown`,
 figures drawn by :mod:`xlt_plugin.study.figures`, and the one number that needs
@@ -32,17 +34,10 @@ from xlt_plugin.runs import (
     valid_curve,
     zero_shot_tests,
 )
+from xlt_plugin.study.continual_section import cached_source_scores, continual_section
 from xlt_plugin.study.evidence import _evidence, compare_seeds
 from xlt_plugin.study.figures import convergence_figure, dev_cer_figure
 from xlt_plugin.study.markdown import _fmt, _mean_std, _table, _variant_label
-from xlt_plugin.study.own_sections import (
-    _augment_section,
-    _bases_section,
-    _continual_section,
-    _difficulty_section,
-    _remap_section,
-    _source,
-)
 from xlt_plugin.study.reader import (
     Study,
     _train_minutes,
@@ -52,6 +47,12 @@ from xlt_plugin.study.reader import (
     parameter_count,
     seconds_per_epoch,
 )
+from xlt_plugin.study.regime_sections import (
+    augment_section,
+    bases_section,
+    difficulty_section,
+)
+from xlt_plugin.study.remap_section import remap_section
 
 SYNTHETIC_NOTE = (
     "All audio here is synthetic: espeak-ng voices written in Common Voice layout by "
@@ -541,7 +542,7 @@ def _forgetting_section(study: Study) -> list[str]:
     """The base's English test scores before and after each transfer, over seeds.
 
     "After" runs the transfer's encoder under the base's own head (the scores
-    are cached with the continual section's, :func:`_source`). The
+    are cached with the continual section's, :func:`cached_source_scores`). The
     English-to-English tasks (accents, domains) score their whole fine-tuned
     model in the continuous-learning section.
     """
@@ -554,8 +555,10 @@ def _forgetting_section(study: Study) -> list[str]:
             groups.setdefault((re.sub(r"_s\d+$", "", xfer), base), []).append(xfer)
     rows = []
     for (name, base), runs in groups.items():
-        before = _source(study, base, base)
-        after = [_source(study, run, base, encoder_only=True) for run in runs]
+        before = cached_source_scores(study, base, base)
+        after = [
+            cached_source_scores(study, run, base, encoder_only=True) for run in runs
+        ]
         rows.append([
             f"{name} ({len(runs)} seeds)" if len(runs) > 1 else runs[0], base,
             _fmt(before["CER"]), _mean_std([a["CER"] for a in after]),
@@ -706,15 +709,15 @@ def write_report(study_dir: str | Path) -> Path:
         body += _freezing_section(study, freezing)
         body += _forgetting_section(study)
     if "bases" in own:
-        body += _bases_section(study, regime)
+        body += bases_section(study, regime)
     if "augment" in own:
-        body += _augment_section(study, regime)
+        body += augment_section(study, regime)
     if "difficulty" in own:
-        body += _difficulty_section(study, regime)
+        body += difficulty_section(study, regime)
     if "remap" in own:
-        body += _remap_section(study, head_rows)
+        body += remap_section(study, head_rows)
     if "continual" in own:
-        body += _continual_section(study, figures, continual)
+        body += continual_section(study, figures, continual)
     head = [
         f"# Cross-language transfer study ({study.manifest['profile']} profile)",
         "",

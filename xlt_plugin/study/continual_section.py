@@ -1,0 +1,358 @@
+"""The report's section on continuous learning (issue 14).
+
+Per task, each method's target and English scores, cost and Pareto figure, the
+goal line and claims; then which method to use when, over the tasks. The
+English scores are made here (:func:`cached_source_scores`, cached in the study folder).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+from xlt_plugin.runs import (
+    final_tests,
+    model_dir,
+    read_json,
+    stage_lines,
+    zero_shot_tests,
+)
+from xlt_plugin.study.evaluate import source_scores
+from xlt_plugin.study.evidence import _evidence, compare_seeds
+from xlt_plugin.study.figures import pareto_figure
+from xlt_plugin.study.markdown import _fmt, _mean, _mean_std, _table, _variant_label
+from xlt_plugin.study.reader import (
+    Study,
+    seconds_per_epoch,
+)
+
+
+# ----------------------------------------------------------- continual learning
+def _target(study: Study, run: dict, key: str) -> float | None:
+    """Mean final test score over the run's test sets; an averaging run's
+    averaged model (test sets ``*_averaged``) when it has one."""
+    tests = final_tests(study.records[run["name"]])
+    averaged = {k: v for k, v in tests.items() if k.endswith("_averaged")}
+    chosen = averaged or tests
+    return statistics.mean(t[key] for t in chosen.values()) if chosen else None
+
+
+def cached_source_scores(
+    study: Study, run_name: str, base: str, encoder_only=False
+) -> dict:
+    """The run's (or base's) scores on the base's English test set, cached.
+
+    Kept in ``source_scores.json`` of the study folder, keyed by the run's
+    model, the base's test manifest times and the way it is scored, so a rerun
+    of the report evaluates only what changed. ``encoder_only``: the run's
+    encoder under the base's head (a run in another language).
+    """
+    cache_path = study.folder / "source_scores.json"
+    cache = read_json(cache_path) or {}
+    model = model_dir(study.path(run_name)) / "config.json"
+    test_csv = study.path(base) / "save" / "test.csv"
+    stamp = f"{model.stat().st_mtime_ns}:{test_csv.stat().st_mtime_ns}:{base}"
+    stamp += ":encoder" if encoder_only else ""
+    if cache.get(run_name, {}).get("stamp") != stamp:
+        scores = source_scores(
+            study.path(base),
+            None if run_name == base else study.path(run_name),
+            encoder_only=encoder_only,
+        )
+        cache[run_name] = {**scores, "stamp": stamp}
+        cache_path.write_text(json.dumps(cache, indent=1) + "\n", encoding="utf-8")
+    return cache[run_name]
+
+
+def _continual_label(study: Study, variant: str, runs: list[dict]) -> str:
+    over = runs[0]["overrides"] if runs else {}
+    if variant.startswith("replay"):
+        return f"rehearsal, {over.get('replay_ratio', 0):.0%} of each batch English"
+    if variant == "average":
+        alphas = []
+        for run in runs:
+            config = read_json(model_dir(study.path(run["name"])) / "config.json")
+            alpha = (config or {}).get("metadata", {}).get("averaging", {})
+            alphas.append(_fmt(alpha.get("alpha"), 1))
+        return f"weight averaging with the base (alpha {', '.join(alphas)})"
+    if variant == "adapters":
+        return f"adapters (dim {over.get('adapter_dim')})"
+    return {
+        "full": "full fine-tuning",
+        "scratch": "from scratch (no base)",
+    }.get(variant, _variant_label(variant))
+
+
+def _trainable(study: Study, runs: list[dict]) -> str:
+    """Trainable parameters in the first epoch (-> the last, when they change)."""
+    if not runs:
+        return "n/a"
+    train = stage_lines(study.records[runs[0]["name"]], "train")
+    if not train:
+        return "n/a"
+    first, last = train[0]["trainable_params"], train[-1]["trainable_params"]
+    return str(first) if first == last else f"{first} -> {last}"
+
+
+def continual_section(study: Study, figures: Path, verdicts: list) -> list[str]:
+    """Issue 14: per task, each method's target and English scores, cost, figure."""
+    lines = ["## Continuous learning", ""]
+    runs = study.select(task="continual")
+    if not runs:
+        return lines + ["No continual-learning runs finished.", ""]
+    lines += [
+        "Target: the task's test set (mean over its test sets: the accents are "
+        "scored one by one); English: the base's own English test set, scored "
+        "with each run's whole model (`model/`: adapters and averaged weights "
+        "included). WER and CER in %, mean ± standard deviation over seeds. "
+        "Trainable parameters in the first epoch (-> the last, when a schedule "
+        "changes them).",
+        "",
+    ]
+    numbers: dict[str, dict] = {}  # task -> method -> (English % rel., share)
+    labels: dict[str, str] = {}
+    for data in dict.fromkeys(r["data"] for r in runs):
+        task_runs = [r for r in runs if r["data"] == data]
+        with_base = [r for r in task_runs if r.get("base")]
+        if not with_base:
+            continue
+        base = with_base[0]["base"]
+        corpus = study.manifest["corpora"].get(data, {})
+        what = corpus.get("domain") or corpus.get("accents") or data
+        numbers[data] = {}
+        lines += _continual_task(
+            study, data, what, base, task_runs, figures, verdicts, numbers[data]
+        )
+        for m in numbers[data]:
+            group = [r for r in task_runs if r["variant"] == m]
+            labels.setdefault(m, _continual_label(study, m, group))
+    return lines + _continual_overview(numbers, labels)
+
+
+def _continual_overview(numbers: dict[str, dict], labels: dict) -> list[str]:
+    """Which method when, over the tasks: forgetting and target gain per method.
+
+    ``numbers``: task -> method -> (English WER change against the base, % rel.;
+    share of full fine-tuning's target gain, %), on seed means.
+
+    Example
+    -------
+    >>> numbers = {"a": {"full": (100.0, 100.0), "adapters": (2.0, 92.0)},
+    ...            "b": {"full": (80.0, 100.0), "adapters": (4.0, 70.0)}}
+    >>> lines = _continual_overview(numbers, {"full": "full", "adapters": "ad"})
+    >>> lines[5]
+    '| ad | 1 of 2 | 3.0 | 81 |'
+    >>> lines[-2]
+    '- Both at once (the goal in every task): none.'
+    """
+    methods = [m for m in dict.fromkeys(m for t in numbers.values() for m in t)
+               if m not in ("base", "scratch")]  # fmt: skip
+    if len(numbers) < 2 or not methods:
+        return []
+    rows, means = [], {}
+    for m in methods:
+        pairs = [t[m] for t in numbers.values() if m in t]
+        rel = _mean([r for r, _ in pairs if r is not None])
+        share = _mean([s for _, s in pairs if s is not None])
+        met = sum(1 for r, s in pairs if r is not None and s is not None
+                  and r <= 5 and s >= 90)  # fmt: skip
+        means[m] = (rel, share, met, len(pairs))
+        rows.append([labels.get(m, m), f"{met} of {len(pairs)}", _fmt(rel, 1),
+                     _fmt(share, 0)])  # fmt: skip
+    lines = ["### Which method when (over the tasks)", ""]
+    lines += _table(
+        ["method", "tasks meeting the goal (English within 5 %, >= 90 % of the "
+         "gain)", "English WER vs base, % rel. (mean over tasks)",
+         "share of full fine-tuning's gain, % (mean over tasks)"], rows,
+    )  # fmt: skip
+    others = [m for m in methods if m != "full"]
+    kept = [m for m in others if means[m][0] is not None]
+    gained = [m for m in others if means[m][1] is not None]
+    goal = [m for m in others if means[m][2] == means[m][3] == len(numbers)]
+    if kept:
+        best = min(kept, key=lambda m: means[m][0])
+        lines.append(f"- Keeps the most English: {labels.get(best, best)} "
+                     f"({_fmt(means[best][0], 1)} % rel. on average).")  # fmt: skip
+    if gained:
+        best = max(gained, key=lambda m: means[m][1])
+        lines.append(f"- Closest to full fine-tuning on the target: "
+                     f"{labels.get(best, best)} ({_fmt(means[best][1], 0)} % of its "
+                     "gain on average).")  # fmt: skip
+    lines.append(
+        "- Both at once (the goal in every task): "
+        + (", ".join(labels.get(m, m) for m in goal) or "none")
+        + "."
+    )
+    return lines + [""]
+
+
+def _continual_task(
+    study: Study,
+    data: str,
+    what: str,
+    base: str,
+    runs: list[dict],
+    figures: Path,
+    verdicts: list,
+    numbers: dict,
+) -> list[str]:
+    """One task's table, goal line, Pareto figure and claims; ``numbers`` gets
+    each method's (English WER change, % rel.; share of full's gain, %)."""
+    lines = [f"### {data} ({what})", ""]
+    methods = list(dict.fromkeys(r["variant"] for r in runs))
+    if "scratch" in methods:  # a reference: last, after the methods
+        methods.append(methods.pop(methods.index("scratch")))
+    groups = {m: [r for r in runs if r["variant"] == m] for m in methods}
+    scores = {}  # method -> lists of target WER, target CER, English WER, CER
+    base_runs = study.select(name=base)
+    # Another language: each encoder is scored under the base's English head, and
+    # scratch (no English encoder to keep) has no English column.
+    base_language = base_runs[0].get("language") if base_runs else None
+    other_language = any(r.get("language") != base_language for r in runs)
+    full = groups.get("full", [])
+    if base_runs:
+        english = cached_source_scores(study, base, base)
+        zero = [zero_shot_tests(study.records[r["name"]]) for r in full]
+        scores["base"] = (
+            [_mean([t["WER"] for t in z.values()]) for z in zero if z],
+            [_mean([t["CER"] for t in z.values()]) for z in zero if z],
+            [english["WER"]],
+            [english["CER"]],
+        )
+    for method, group in groups.items():
+        if other_language and method == "scratch":
+            sources = []
+        else:
+            sources = [
+                cached_source_scores(
+                    study, r["name"], base, encoder_only=other_language
+                )
+                for r in group
+            ]
+        scores[method] = (
+            [_target(study, r, "WER") for r in group],
+            [_target(study, r, "CER") for r in group],
+            [s["WER"] for s in sources],
+            [s["CER"] for s in sources],
+        )
+    base_target = _mean(scores.get("base", ([],))[0])
+    base_english = _mean(scores.get("base", ([], [], []))[2])
+    full_target = _mean(scores.get("full", ([],))[0])
+    gain = None
+    if base_target is not None and full_target is not None:
+        gain = base_target - full_target
+    rows = []
+    for method, (t_wer, t_cer, s_wer, s_cer) in scores.items():
+        group = groups.get(method, [])
+        rel = share = None
+        if base_english and _mean(s_wer) is not None and method != "base":
+            rel = 100 * (_mean(s_wer) - base_english) / base_english
+        if gain and gain > 0 and method not in ("base", "scratch"):
+            share = 100 * (base_target - _mean(t_wer)) / gain
+        numbers[method] = (rel, share)
+        label = (
+            "base as is (zero-shot)"
+            if method == "base"
+            else _continual_label(study, method, group)
+        )
+        secs = [seconds_per_epoch(study.records[r["name"]]) for r in group]
+        rows.append(
+            [
+                label,
+                _mean_std(t_wer),
+                _mean_std(t_cer),
+                _mean_std(s_wer),
+                _mean_std(s_cer),
+                _fmt(rel, 1),
+                _fmt(share, 0),
+                _trainable(study, group) if group else "n/a",
+                _mean_std(secs) if group else "n/a",
+                str(len(group)) if group else "",
+            ]
+        )
+    lines += _table(
+        [
+            "method",
+            "target WER",
+            "target CER",
+            "English WER",
+            "English CER",
+            "English WER vs base (% rel.)",
+            "share of full fine-tuning's target gain (%)",
+            "trainable parameters",
+            "s/epoch",
+            "seeds",
+        ],
+        rows,
+    )
+    lines.append(_goal_line(numbers, base_english, base_target, full_target))
+    lines.append("")
+    points = [
+        (
+            "base as is" if m == "base" else _continual_label(study, m, groups[m]),
+            _mean_sd(t_wer),
+            _mean_sd(s_wer),
+        )
+        for m, (t_wer, _, s_wer, _) in scores.items()
+        if _mean(t_wer) is not None and _mean(s_wer) is not None
+    ]
+    if points:
+        name = f"continual_{data}.png"
+        pareto_figure(
+            points,
+            f"{data} ({what}): target vs English, bars ±1 sd over seeds",
+            figures / name,
+            xlabel="target test WER (%)",
+            ylabel="English (base's test set) WER (%)",
+        )
+        lines += [f"![continual {data}](figures/{name})", ""]
+    full_english = scores.get("full", ([], [], []))[2]
+    for method, (_, _, s_wer, _) in scores.items():
+        if method in ("base", "full", "scratch") or not full_english:
+            continue
+        d = compare_seeds(s_wer, full_english)
+        verdicts.append(
+            _evidence(
+                d,
+                f"{data}: {_continual_label(study, method, groups[method])} keeps "
+                f"more English than full fine-tuning (English test WER "
+                f"{_fmt(_mean(s_wer))} vs {_fmt(_mean(full_english))}).",
+            )
+        )
+    return lines
+
+
+def _mean_sd(values: list) -> tuple[float, float]:
+    """(mean, sample standard deviation; 0 for one value) of the values."""
+    values = [v for v in values if v is not None]
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.mean(values), sd
+
+
+def _goal_line(numbers: dict, english, target, full) -> str:
+    """Which methods keep English within 5 % of the base with >= 90 % of the gain."""
+    if english is None or target is None or full is None:
+        return "Not measured: the base's or full fine-tuning's scores are missing."
+    candidates = {
+        m: v for m, v in numbers.items() if m not in ("base", "scratch", "full")
+    }
+    both = [
+        m
+        for m, (rel, share) in candidates.items()
+        if rel is not None and share is not None and rel <= 5 and share >= 90
+    ]
+
+    def text(m):
+        rel, share = candidates[m]
+        return f"{m} ({_fmt(rel, 1)} % English WER, {_fmt(share, 0)} % of the gain)"
+
+    head = (
+        f"English within 5 % relative of the base (WER {english:.1f}) and at least "
+        f"90 % of full fine-tuning's target gain (WER {target:.1f} -> {full:.1f}), "
+        "on seed means: "
+    )
+    if both:
+        return head + ", ".join(text(m) for m in both) + "."
+    rest = ", ".join(text(m) for m in candidates) or "no method measured"
+    return head + f"none. The methods: {rest}."

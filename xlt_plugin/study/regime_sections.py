@@ -1,0 +1,203 @@
+"""The report's sections on the study's regime (issue 12).
+
+Bases of growing size (per language), augmentation and dropout on vs off, and
+clean vs realistic speech, each with its verdicts by the standard of
+:mod:`xlt_plugin.study.evidence`.
+"""
+
+from __future__ import annotations
+
+from xlt_plugin.study.evidence import _diff_text, _evidence, compare_seeds
+from xlt_plugin.study.markdown import _fmt, _mean, _mean_std, _table
+from xlt_plugin.study.reader import (
+    Study,
+    epochs_cell,
+    parameter_count,
+    seconds_per_epoch,
+)
+
+#: Section titles of the base ladders, by the bases' language.
+LANGUAGE_NAMES = {"en": "English", "zh-CN": "Mandarin"}
+
+
+def bases_section(study: Study, verdicts: list) -> list[str]:
+    """Issue 12: test CER of bases of growing size, over seeds, per language.
+
+    The claim holds only where each larger base beats the next smaller one by
+    more than twice the standard error of the seed means (:func:`compare_seeds`).
+    """
+    planned = [r for r in study.manifest["runs"] if r["task"] == "bases"]
+    languages = list(dict.fromkeys(r.get("language", "en") for r in planned))
+    lines = []
+    for language in languages or ["en"]:
+        name = LANGUAGE_NAMES.get(language, language)
+        sizes = list(dict.fromkeys(r["size"] for r in planned
+                                   if r.get("language", "en") == language))  # fmt: skip
+        runs = [
+            r for r in study.select(task="bases") if r.get("language", "en") == language
+        ]
+        lines += _ladder_section(study, name, sizes, runs, verdicts)
+    return lines
+
+
+def _ladder_section(
+    study: Study, name: str, sizes: list, runs: list, verdicts: list
+) -> list[str]:
+    lines = [f"## {name} bases by size", ""]
+    if not runs:
+        return lines + ["No base runs finished.", ""]
+    cer, rows = {}, []
+    for size in sizes:
+        group = [r for r in runs if r["size"] == size]
+        if not group:
+            continue
+        cer[size] = [study.final(r) for r in group]
+        wer = [study.final(r, "WER") for r in group]
+        seconds = [seconds_per_epoch(study.records[r["name"]]) for r in group]
+        rows.append([
+            f"`{size}`",
+            _fmt(parameter_count(study.path(group[0]["name"])) or 0, 0),
+            _mean_std([v for v in cer[size] if v is not None]),
+            _mean_std([v for v in wer if v is not None]),
+            _mean_std([v for v in seconds if v is not None]),
+            epochs_cell(study, group),
+            str(len([v for v in cer[size] if v is not None])),
+        ])  # fmt: skip
+    lines += _table(
+        ["encoder", "parameters", "test CER", "test WER", "s/epoch", "epochs",
+         "seeds"], rows,
+    )  # fmt: skip
+    measured = [s for s in sizes if s in cer]
+    pairs = list(zip(measured, measured[1:], strict=False))
+    holds = []
+    for smaller, larger in pairs:
+        diff = compare_seeds(cer[smaller], cer[larger])  # > 0: larger is better
+        holds.append(diff.sign == 1)
+        se = "n/a" if diff.se is None else f"{diff.se:.2f}"
+        diff_text = "n/a" if diff.diff is None else f"{diff.diff:.1f}"
+        lines.append(
+            f"- `{larger}` vs `{smaller}`: CER lower by {diff_text} (SE {se}): "
+            + ("beyond 2 SE" if diff.sign == 1 else "not beyond 2 SE")
+        )
+    lines.append("")
+    text = (
+        f"{name} test CER strictly decreases with base size ("
+        + ", ".join(
+            f"{s} {_mean_std([v for v in cer[s] if v is not None])}" for s in measured
+        )
+        + ")"
+    )
+    if len(pairs) == 0:
+        verdicts.append(f"- **Not measured**: {text}.")
+    else:
+        verdicts.append(f"- **{'Holds' if all(holds) else 'Does not hold'} here**: "
+                        f"{text}.")  # fmt: skip
+    return lines
+
+
+def difficulty_section(study: Study, verdicts: list) -> list[str]:
+    """Issue 12: Spanish test CER, clean vs realistic, scratch vs transfer."""
+    lines = ["## Clean vs realistic speech (Spanish)", ""]
+    runs = study.select(task="difficulty")
+    if not runs:
+        return lines + ["No difficulty runs finished.", ""]
+    corpora = study.manifest["corpora"]
+    lines += [
+        "Test CER in %, mean ± standard deviation over seeds. Both sides read the "
+        "same sentences (the 10-minute subset is the same clips, shorter when "
+        "clean); only the acoustics differ. Transfer: from an English base "
+        "trained on the English corpus of the same conditions.",
+        "",
+    ]
+    rows = []
+    for conditions in ("clean", "realistic"):
+        for size in ("10min", "all"):
+            cells = {}
+            for variant in ("scratch", "xfer"):
+                group = [
+                    r
+                    for r in runs
+                    if r["size"] == size
+                    and r["variant"] == variant
+                    and corpora.get(r["data"], {}).get("conditions") == conditions
+                ]
+                cells[variant] = [study.final(r) for r in group]
+            if not any(cells.values()):
+                continue
+            d = compare_seeds(cells["xfer"], cells["scratch"])
+            rows.append(
+                [
+                    conditions,
+                    size,
+                    _mean_std(cells["scratch"]),
+                    _mean_std(cells["xfer"]),
+                    _diff_text(d),
+                ]
+            )
+            verdicts.append(
+                _evidence(
+                    d,
+                    f"Spanish, {conditions}, {size}: transfer (test CER "
+                    f"{_fmt(_mean(cells['xfer']))}) beats scratch "
+                    f"({_fmt(_mean(cells['scratch']))}).",
+                )
+            )
+    lines += _table(
+        ["corpus", "training data", "scratch", "transfer", "transfer - scratch"], rows
+    )
+    return lines
+
+
+def augment_section(study: Study, verdicts: list) -> list[str]:
+    """Issue 12: test CER with augmentation (or dropout) against neither, per
+    model, over seeds."""
+    lines = ["## Augmentation on vs off", ""]
+    runs = study.select(task="augment")
+    if not runs:
+        return lines + ["No augmentation runs finished.", ""]
+    lines += [
+        "Test CER in %, mean ± standard deviation over seeds; training seconds per "
+        "epoch (each augmented batch is trained with its original). Each change "
+        "is measured alone against the same model without it.",
+        "",
+    ]
+    # (with, without, what the comparison is)
+    changes = [
+        ("on", "off", "augmentation"),
+        ("dropout", "off", "dropout"),
+        ("on", "off_long", "augmentation, against twice the epochs without"),
+    ]
+    rows = []
+    for language in dict.fromkeys(r["language"] for r in runs):
+        cer, seconds = {}, {}
+        for label in ("off", "on", "dropout", "off_long"):
+            group = [r for r in runs if r["language"] == language
+                     and r["variant"] == label]  # fmt: skip
+            cer[label] = [study.final(r) for r in group]
+            seconds[label] = [
+                v for r in group
+                if (v := seconds_per_epoch(study.records[r["name"]])) is not None
+            ]  # fmt: skip
+        what = "English base" if language == "en" else f"{language} transfer"
+        size = next(r["size"] for r in runs if r["language"] == language)
+        for label, without, change in changes:
+            if not (cer[label] and cer[without]):
+                continue
+            d = compare_seeds(cer[label], cer[without])
+            rows.append([
+                f"{what} ({size})", change, _mean_std(cer[without]),
+                _mean_std(cer[label]), _diff_text(d), _mean_std(seconds[without]),
+                _mean_std(seconds[label]),
+            ])  # fmt: skip
+            verdicts.append(
+                _evidence(
+                    d,
+                    f"{change} helps the {what}: test CER "
+                    f"{_fmt(_mean(cer[label]))} with vs {_fmt(_mean(cer[without]))} "
+                    "without.",
+                )
+            )
+    return lines + _table(
+        ["model", "change", "without", "with", "with - without", "s/epoch without",
+         "s/epoch with"], rows,
+    )  # fmt: skip
