@@ -3,8 +3,8 @@
 Builds the wheel from a copy of the source (the checkout's build/ stays
 untouched), installs it with ``--no-deps`` into a fresh venv outside the
 repository that borrows this environment's packages (torch, SpeechBrain, ...)
-through a ``.pth`` file instead of reinstalling them, and runs the tiny study
-from an empty folder. The editable checkout must not be what runs: the .pth
+through a ``.pth`` file instead of reinstalling them, and runs the smoke study
+(a base and a transfer) from an empty folder. The editable checkout must not be what runs: the .pth
 adds the project's site-packages as a plain path, so its editable-install hook
 is never executed, and the test checks where ``xlt_plugin`` comes from.
 """
@@ -113,7 +113,7 @@ def test_xlt_study_runs_from_a_wheel_install(wheel_venv, tmp_path):
     work = tmp_path / "cwd"
     work.mkdir()
     done = subprocess.run(
-        [xlt, "study", "--profile", "tiny", "--out", "study", "--jobs", "2"],
+        [xlt, "study", "--profile", "smoke", "--out", "study", "--jobs", "2"],
         cwd=work,
         env=_clean_env(),
         capture_output=True,

@@ -188,6 +188,35 @@ def tiny_profile() -> Profile:
     )
 
 
+def smoke_profile() -> Profile:
+    """Two runs on a few utterances: an install works end to end in about a minute.
+
+    An English base (``quartznet_tiny``, 2 epochs) and Spanish transferred from
+    it, through the recipes and the report, as ``xlt study`` runs any profile.
+
+    Example
+    -------
+    >>> [run.name for run in smoke_profile().runs]
+    ['base_small', 'language_es_xfer_s1']
+    """
+    small = {"encoder_preset": "quartznet_tiny"}
+    tune = {"number_of_epochs": 2, "batch_size": 4}
+    corpora = [Corpus("en", "en", 16, seed=1, accents="us,rp"),
+               Corpus("es", "es", 16, seed=2)]  # fmt: skip
+    runs = [_base_run("small", {**tune, **small})]
+    runs += _transfer_runs(
+        "language", "es", "CommonVoice", "es_xfer.yaml", "es_scratch.yaml", "es",
+        "base_small", tune, small, variants=("xfer",),
+    )  # fmt: skip
+    return Profile(
+        "smoke",
+        corpora,
+        runs,
+        description="Smoke profile: an English base and one transfer on 16 "
+        "utterances each, two epochs (checks an install, measures nothing).",
+    )
+
+
 def gpu_profile() -> Profile:
     """The paper's shape at the paper's model size, on one data-centre GPU.
 
@@ -284,6 +313,7 @@ PROFILES = {
     "remap": remap_profile,
     "remap_screen": remap_screen_profile,
     "remap_tiny": remap_tiny_profile,
+    "smoke": smoke_profile,
     "tiny": tiny_profile,
 }
 #: Profiles whose builder takes ``seeds`` (``xlt study --seeds N``); called
