@@ -4,9 +4,10 @@ Builds the wheel from a copy of the source (the checkout's build/ stays
 untouched), installs it with ``--no-deps`` into a fresh venv outside the
 repository that borrows this environment's packages (torch, SpeechBrain, ...)
 through a ``.pth`` file instead of reinstalling them, and runs the smoke study
-(a base and a transfer) from an empty folder. The editable checkout must not be what runs: the .pth
-adds the project's site-packages as a plain path, so its editable-install hook
-is never executed, and the test checks where ``xlt_plugin`` comes from.
+(a base and a transfer) from an empty folder. The editable checkout must not be
+what runs: the .pth adds the project's site-packages as a plain path, so its
+editable-install hook is never executed, and the test checks where
+``xlt_plugin`` comes from.
 """
 
 import os
