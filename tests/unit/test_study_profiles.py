@@ -38,7 +38,8 @@ OWN = (
     "remap_tiny",
     "continual_tiny",
 )
-METHODS = ["full", "frozen_bn", "staged", "replay25", "replay50", "average", "adapters"]
+METHODS = ["full", "frozen_bn", "staged", "replay25", "replay50", "average",
+           "average_bn", "adapters"]  # fmt: skip
 
 
 def _top_level(path):
@@ -149,7 +150,7 @@ def test_continual_profile_definition():
     profile = PROFILES["continual"]()
     spanish = ["full", "frozen_bn", "staged", "adapters"]
     assert len(profile.runs) == 1 + 3 * (1 + len(METHODS)) + 1 + len(spanish)
-    assert len(PROFILES["continual"](seeds=3).runs) == 1 + 3 * (3 * 8 + 5) == 88
+    assert len(PROFILES["continual"](seeds=3).runs) == 1 + 3 * (3 * 9 + 5) == 97
     runs = [r for r in profile.runs if r.task == "continual"]
     assert {r.data for r in runs} == {"en_accents", "en_medical", "en_atc", "es"}
     for data in ("en_accents", "en_medical", "en_atc"):
@@ -189,6 +190,9 @@ def test_continual_profile_definition():
     assert ratios["full"] == ratios["average"] == 0.0
     average = next(r for r in runs if r.variant == "average")
     assert average.overrides["average_alpha"] == "auto"
+    assert "average_batchnorm" not in average.overrides  # the YAML's: average
+    recompute = next(r for r in runs if r.variant == "average_bn")
+    assert recompute.overrides["average_batchnorm"] == "recompute"
 
 
 def test_staged_plan_fits_the_base_encoder():
@@ -245,7 +249,7 @@ def test_estimates_and_run_counts():
     assert estimate(PROFILES["remap"]())["hours"] < 5
     assert estimate(PROFILES["continual"](seeds=3))["hours"] < 5
     line = describe(PROFILES["continual"]())
-    assert line.startswith("Profile continual: 30 runs (1 bases)")
+    assert line.startswith("Profile continual: 33 runs (1 bases)")
     assert "no CPU estimate" in describe(PROFILES["gpu"]())
     # A rehearsal run costs more: its epochs carry the replayed clips too.
     profile = PROFILES["continual"]()

@@ -69,13 +69,18 @@ def _continual_label(study: Study, variant: str, runs: list[dict]) -> str:
     over = runs[0]["overrides"] if runs else {}
     if variant.startswith("replay"):
         return f"rehearsal, {over.get('replay_ratio', 0):.0%} of each batch English"
-    if variant == "average":
+    if variant.startswith("average"):
         alphas = []
         for run in runs:
             config = read_json(model_dir(study.path(run["name"])) / "config.json")
             alpha = (config or {}).get("metadata", {}).get("averaging", {})
             alphas.append(_fmt(alpha.get("alpha"), 1))
-        return f"weight averaging with the base (alpha {', '.join(alphas)})"
+        batchnorm = over.get("average_batchnorm", "average")
+        statistics_text = ", BatchNorm re-estimated" if batchnorm == "recompute" else ""
+        return (
+            f"weight averaging with the base{statistics_text} "
+            f"(alpha {', '.join(alphas)})"
+        )
     if variant == "adapters":
         return f"adapters (dim {over.get('adapter_dim')})"
     return {
