@@ -151,11 +151,13 @@ def difficulty_section(study: Study, verdicts: list) -> list[str]:
 def augment_section(study: Study, verdicts: list) -> list[str]:
     """Issue 12: test CER with augmentation (or dropout) against neither, per
     model, over seeds."""
-    lines = ["## Augmentation on vs off", ""]
+    title = "## Augmentation on vs off"
     runs = study.select(task="augment")
     if not runs:
-        return lines + ["No augmentation runs finished.", ""]
-    lines += [
+        return [title, "", "No augmentation runs finished.", ""]
+    lines = [
+        title,
+        "",
         "Test CER in %, mean ± standard deviation over seeds; training seconds per "
         "epoch (each augmented batch is trained with its original). Each change "
         "is measured alone against the same model without it.",
