@@ -77,8 +77,8 @@ def test_remap_screen_definition():
     assert [r.name for r in base] == [EN_BASE]
     assert base[0].overrides["encoder_preset"] == XLT_BASE_PRESET
     runs = [r for r in profile.runs if r.task == "remap"]
-    # es and de x (2 starts + 5 remedies) x 3 seeds, plus the base.
-    assert len(profile.runs) == 1 + 2 * 7 * 3 == 43
+    # es and de x (2 starts + 6 remedies) x 3 seeds, plus the base.
+    assert len(profile.runs) == 1 + 2 * 8 * 3 == 49
     assert {r.language for r in runs} == {"es", "de"}
     assert {r.size for r in runs} == {"10min"}
     assert {r.seed for r in runs} == {1, 2, 3}
@@ -244,7 +244,7 @@ def test_a_corpus_reference_needs_the_folders(tmp_path):
 
 def test_estimates_and_run_counts():
     screen = estimate(PROFILES["remap_screen"]())
-    assert (screen["runs"], screen["bases"]) == (43, 1)
+    assert (screen["runs"], screen["bases"]) == (49, 1)
     assert screen["hours"] < 1.5  # the screening's budget on 2 cores
     assert estimate(PROFILES["remap"]())["hours"] < 5
     assert estimate(PROFILES["continual"](seeds=3))["hours"] < 5

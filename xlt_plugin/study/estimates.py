@@ -126,7 +126,7 @@ def estimate(
     >>> from xlt_plugin.study.own_profiles import remap_screen_profile
     >>> e = estimate(remap_screen_profile())
     >>> e["runs"], e["bases"], e["hours"] < 1.5
-    (43, 1, True)
+    (49, 1, True)
     >>> e["task_hours"]["base"] < e["task_hours"]["remap"] == e["hours"]
     True
     """
@@ -180,7 +180,7 @@ def describe(profile: Profile, jobs: int = 2) -> str:
     -------
     >>> from xlt_plugin.study.own_profiles import remap_screen_profile
     >>> describe(remap_screen_profile())  # doctest: +ELLIPSIS
-    'Profile remap_screen: 43 runs (1 bases), 3 corpora to synthesize; ...'
+    'Profile remap_screen: 49 runs (1 bases), 3 corpora to synthesize; ...'
     """
     e = estimate(profile, jobs)
     made = sum(1 for c in profile.corpora if not c.subset_of)
