@@ -29,6 +29,7 @@ from xlt_plugin.study.own_profiles import (
     continual_profile,
     difficulty_profile,
     remap_profile,
+    scratch_epochs,
 )
 from xlt_plugin.study.spec import CORPUS_REF, Profile, Run
 
@@ -108,6 +109,7 @@ def _paper_runs(seeds: int, scale: Scale, continual: Profile) -> list[Run]:
             scratch_yaml = "scratch.yaml" if recipe == "Cantonese" else (
                 f"{lang}_scratch.yaml")  # fmt: skip
             scratch_over = {"encoder_preset": XLT_BASE_PRESET, **epochs["all"],
+                            "number_of_epochs": scratch_epochs(scale.epochs["all"]),
                             "seed": seed}  # fmt: skip
             label = {"language": lang, "seed": seed, "size": "all"}
             runs += [
@@ -143,7 +145,9 @@ def _paper_runs(seeds: int, scale: Scale, continual: Profile) -> list[Run]:
                 runs.append(
                     Run(f"size_es_{label}_scratch_s{seed}", "CommonVoice",
                         "es_scratch.yaml", data, "size", "scratch",
-                        overrides={"encoder_preset": XLT_BASE_PRESET, **over},
+                        overrides={"encoder_preset": XLT_BASE_PRESET, **over,
+                                   "number_of_epochs": scratch_epochs(
+                                       scale.epochs[label])},  # fmt: skip
                         **size)
                 )  # fmt: skip
             if label == "all" and seed > ALL_SIZE_SEEDS:
