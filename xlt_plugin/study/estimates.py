@@ -168,8 +168,10 @@ def estimate(
     for run in trained:
         if run.name in done:
             hours = result["synth_hours"] + done[run.name] / 3600
+            # The two base ladders (English, Mandarin) are one task, far apart.
+            name = f"bases {run.language}" if run.task == "bases" else run.task
             task = result["task_hours"]
-            task[run.task] = max(task.get(run.task, 0.0), hours)
+            task[name] = max(task.get(name, 0.0), hours)
     return result
 
 
