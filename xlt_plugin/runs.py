@@ -225,8 +225,16 @@ def valid_curve(records: list[dict]) -> list[dict]:
     return [by_epoch[e] for e in sorted(by_epoch)]
 
 
+#: Epochs over which :func:`still_improving` fits dev CER's slope, and the fall
+#: per epoch (a fraction of the CER) from which a run counts as still improving.
+IMPROVING_WINDOW = 4
+IMPROVING_RATE = 0.01
+
+
 def still_improving(
-    records: list[dict], window: int = 4, min_relative: float = 0.01
+    records: list[dict],
+    window: int = IMPROVING_WINDOW,
+    min_relative: float = IMPROVING_RATE,
 ) -> float | None:
     """How fast dev CER was still falling when the run stopped, or None.
 

@@ -286,7 +286,7 @@ def publish_report(
         # (DEST/TITLE) gets those.
         readme_text, titles = refresh_sections(readme_text, readme, text, dest)
         whole = f"<!-- {dest.name}:begin -->"
-        if not titles or whole in readme_text.split("\n"):
+        if not titles or any(line.strip() == whole for line in readme_text.split("\n")):
             readme_text = replace_block(readme_text, dest.name, block, str(readme))
     others = {}
     for path in map(Path, section_files):

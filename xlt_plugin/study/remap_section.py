@@ -58,7 +58,7 @@ def remap_section(study: Study, verdicts: list) -> list[str]:
     # variant -> per cell: Difference of test CER, zero-shot and epoch-1 dev CER
     # against the re-initialised head.
     against: dict[str, list[tuple]] = {v: [] for v in variants if v != REINIT}
-    families: dict[str, list[str]] = {}  # remap strategy -> its languages
+    strategy_of: dict[str, str] = {}  # language -> its remap strategy
     for lang, size in cells:
         group = {
             v: [r for r in runs if (r["language"], r["size"], r["variant"])
@@ -91,9 +91,10 @@ def remap_section(study: Study, verdicts: list) -> list[str]:
             )
         if REINIT not in values:
             continue
-        plain = study.remap(group["xfer"][0]) if group.get("xfer") else None
-        if plain and lang not in sum(families.values(), []):
-            families.setdefault(plain["strategy"], []).append(lang)
+        if lang not in strategy_of and group.get("xfer"):
+            plain = study.remap(group["xfer"][0])
+            if plain:
+                strategy_of[lang] = plain["strategy"]
         ranked = sorted(values, key=lambda v: statistics.mean(values[v][0]))
         lower, same, higher = [], [], []
         for variant in values:
@@ -137,7 +138,7 @@ def remap_section(study: Study, verdicts: list) -> list[str]:
         "",
     ]
     lines += _remap_winner(against, labels, len(cells), verdicts)
-    lines += _remap_winner_per_family(against, labels, cells, families)
+    lines += _remap_winner_per_family(against, labels, cells, strategy_of)
     return lines
 
 
@@ -258,10 +259,14 @@ def _remap_winner(
 
 
 def _remap_winner_per_family(
-    against: dict, labels: dict, cells: list, families: dict
+    against: dict, labels: dict, cells: list, strategy_of: dict[str, str]
 ) -> list[str]:
     """The same bar per remap strategy (``exact,fold``, ``exact,translit``, ...):
-    each family's recipes take the start that meets it on their own cells."""
+    each family's recipes take the start that meets it on their own cells.
+    ``strategy_of``: language -> its remap strategy."""
+    families: dict[str, list[str]] = {}
+    for lang, strategy in strategy_of.items():
+        families.setdefault(strategy, []).append(lang)
     if len(families) < 2:
         return []
     lines = ["Per remap strategy (the recipes of one strategy share a default):", ""]

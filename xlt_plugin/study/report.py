@@ -25,6 +25,8 @@ import statistics
 from pathlib import Path
 
 from xlt_plugin.runs import (
+    IMPROVING_RATE,
+    IMPROVING_WINDOW,
     final_tests,
     model_dir,
     read_metrics,
@@ -129,7 +131,8 @@ def _still_improving(study: Study, runs: list[dict], who: str) -> str:
     return (
         f" Caveat: {who} was still improving when it stopped ({len(late)} of "
         f"{len(runs)} seeds; dev CER falling {max(late):.1f} points per epoch over "
-        "its last 4 epochs), so this margin overstates the difference."
+        f"its last {IMPROVING_WINDOW} epochs), so this margin overstates the "
+        "difference."
     )
 
 
@@ -225,8 +228,8 @@ def _language_section(study: Study, verdicts: list, own: list) -> list[str]:
         "Zero-shot: the transferred model with its remapped head, before any "
         "fine-tuning. Dev CER after 1 epoch shows how fast each start learns. "
         'Epochs marked "still improving": runs whose dev CER was still falling '
-        "by 1 % of its value per epoch or more over their last 4 epochs (a "
-        "least-squares fit; n of the seeds). "
+        f"by {100 * IMPROVING_RATE:g} % of its value per epoch or more over their "
+        f"last {IMPROVING_WINDOW} epochs (a least-squares fit; n of the seeds). "
         "Tokens mapped: target characters whose head row starts from "
         "a source row (copied or averaged); Cantonese text is made from Mandarin "
         "words through OpenCC, so its overlap with the Mandarin base is high by "
@@ -278,16 +281,15 @@ def _per_set_section(
                     _mean_std([study.final(r, "CER", test_set) for r in ss]),
                 ]
             )
-            late = _still_improving(study, ss, "scratch")
-            for other, claims, text in (
-                (scratch, verdicts, "fine-tuned WER {t:.1f} vs scratch {o:.1f}."
-                 + late.replace("{", "{{").replace("}", "}}")),
+            for other, claims, text, caveat in (
+                (scratch, verdicts, "fine-tuned WER {t:.1f} vs scratch {o:.1f}.",
+                 _still_improving(study, ss, "scratch")),
                 (none, own, "the remapped head's WER {t:.1f} vs {o:.1f} with the "
-                 "head re-initialised."),
+                 "head re-initialised.", ""),
             ):  # fmt: skip
                 if other and tuned and None not in other + tuned:
                     t, o = statistics.mean(tuned), statistics.mean(other)
-                    line = f"{task} '{test_set}': " + text.format(t=t, o=o)
+                    line = f"{task} '{test_set}': {text.format(t=t, o=o)}{caveat}"
                     claims.append(_claim(tuned, other, line))
     lines += _table(
         [
@@ -503,6 +505,7 @@ def _freezing_section(study: Study, claims: list) -> list[str]:
     if not runs:
         return lines + ["Not in this profile (run `make study`).", ""]
     full = study.select(task="language", language="es", variant="xfer")
+    full_cer = [study.final(r) for r in full]
     rows = []
     for label, group in [("xfer", full)] + [
         (v, [r for r in runs if r["variant"] == v])
@@ -518,7 +521,6 @@ def _freezing_section(study: Study, claims: list) -> list[str]:
             [name, _mean_std(cer), _mean_std(secs), _fmt(first[0]["trainable_params"])]
         )
         if label != "xfer" and full:
-            full_cer = [study.final(r) for r in full]
             claims.append(
                 _claim(
                     cer,
