@@ -605,13 +605,12 @@ def augment_profile(seeds: int = 3) -> Profile:
     The English base of the remap profiles (``quartznet_tiny``, 25 epochs on the
     realistic English corpus) trained with ``augment`` False and True, and with
     :data:`BASE_DROPOUT` instead (one change at a time against "off"); Spanish at
-    10 minutes transferred from ``base_en`` with and without augmentation, and
-    without it for twice the epochs (as many training examples as the augmented
-    run, which trains each batch with its copy: does augmentation beat training
-    longer?) (the head of :data:`LANGUAGE_HEAD`); ``seeds`` seeds each (issue
-    12's measurement:
-    the recipes keep ``augment: False`` and ``dropout: 0.0`` unless they measure
-    better).
+    10 minutes transferred from ``base_en`` (the head of :data:`LANGUAGE_HEAD`)
+    with and without augmentation, and without it for twice the epochs: as many
+    training examples as the augmented run, which trains each batch with its
+    copy, so it says whether augmentation beats training longer. ``seeds`` seeds
+    each (issue 12's measurement: the recipes keep ``augment: False`` and
+    ``dropout: 0.0`` unless they measure better).
 
     Example
     -------

@@ -413,7 +413,7 @@ def plan(profile: Profile, out: Path, jobs: int = 2) -> str:
             "  each task's last run ends in about: "
             + ", ".join(f"{t} {h:.1f} h" for t, h in left["task_hours"].items())
         )
-    ratio = _measured_over_estimated(profile, out / "runs", finished)
+    ratio = _measured_over_estimated(profile, trained, out / "runs", finished)
     if ratio is not None:
         lines.append(
             f"  finished runs took {ratio[0]:.2f}x their estimate (median of "
@@ -423,7 +423,7 @@ def plan(profile: Profile, out: Path, jobs: int = 2) -> str:
 
 
 def _measured_over_estimated(
-    profile: Profile, runs_dir: Path, finished: set
+    profile: Profile, trained: list[Run], runs_dir: Path, finished: set
 ) -> tuple[float, int] | None:
     """Median of wall time / estimate over finished runs, and how many.
 
@@ -435,11 +435,13 @@ def _measured_over_estimated(
     from xlt_plugin.study.estimates import run_seconds
 
     ratios = []
-    for run in profile.trained():
+    for run in trained:
+        if run.name not in finished:
+            continue
         folder = run_folder(runs_dir, run)
         start, end = folder / DEFINITION, folder / "log.txt"
         estimated = run_seconds(run, profile)
-        if run.name in finished and estimated and start.exists() and end.exists():
+        if estimated and start.exists() and end.exists():
             ratios.append((end.stat().st_mtime - start.stat().st_mtime) / estimated)
     return (statistics.median(ratios), len(ratios)) if ratios else None
 
