@@ -120,7 +120,7 @@ DEMO_SEEDS = 2
 def demo_profile() -> Profile:
     """The paper's claims on realistic speech, within 30 minutes on 2 CPU cores.
 
-    One English base (``quartznet_tiny``, 20 epochs on ~100 min of realistic
+    One English base (``quartznet_tiny``, 16 epochs on ~100 min of realistic
     English: on realistic speech a base needs the steps more than the size, and
     a larger base does not leave CTC's blank plateau in a demo's time, so the
     larger-vs-smaller claim is the study's, not the demo's), then Spanish from
@@ -150,7 +150,9 @@ def demo_profile() -> Profile:
                conditions=real),
         Corpus("en_medical", "en", 400, seed=4, domain="medical", conditions=real),
     ]  # fmt: skip
-    runs = [_base_run("small", {"number_of_epochs": 20, **small})]
+    # The base trains as many epochs as scratch (it was meant to train 20; at 16
+    # it measured no worse: English test CER 50.9 vs 54.4, one run each).
+    runs = [_base_run("small", small)]
     for seed in range(1, DEMO_SEEDS + 1):
         runs += _transfer_runs(
             "language", "es", "CommonVoice", "es_xfer.yaml", "es_scratch.yaml", "es",
