@@ -65,8 +65,9 @@ SYNTHETIC_NOTE = (
 # machine of the same kind.
 REPRODUCIBILITY_NOTE = (
     "Reproducibility: a run is repeatable on one machine (same seed, same numbers), "
-    "but not bit for bit across machines: a fresh clone's `make demo` on a second "
-    "machine of the same kind gave every claim the same direction with other "
+    "but not bit for bit across machines: a fresh clone's `make demo` (its first "
+    "edition, clean speech) on a second machine of the same kind gave every claim "
+    "the same direction with other "
     "numbers (Spanish from scratch 13.0 vs 13.9 test CER, re-initialised head 9.6 "
     "vs 9.9, medical WER 8.7 vs 7.6), differences of about the seed spread. "
     "Compare a number with its seed spread, not with its last digit."
