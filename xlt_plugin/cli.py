@@ -477,6 +477,14 @@ def report(parser: argparse.ArgumentParser) -> Runner:
         "refresh the README block between <!-- NAME:begin/end --> (NAME: DIR's name)",
     )
     parser.add_argument(
+        "--task",
+        nargs="+",
+        metavar="TASK",
+        help="report only the runs of these tasks of the study folder RUN_DIR "
+        "(e.g. augment, while the rest of a full study trains), in --out "
+        "(default: RUN_DIR-TASK beside it)",
+    )
+    parser.add_argument(
         "--readme", default="README.md", help="the README --publish refreshes"
     )
     parser.add_argument(
@@ -499,6 +507,8 @@ def report(parser: argparse.ArgumentParser) -> Runner:
         if missing:
             raise CommandError(f"not a folder: {', '.join(missing)}")
         try:
+            if args.task:
+                folders = [_task_view(folders, args.task, args.out)]
             if len(folders) == 1 and (folders[0] / "study.json").exists():
                 path = write_report(folders[0])
             else:
@@ -528,6 +538,17 @@ def report(parser: argparse.ArgumentParser) -> Runner:
         return 0
 
     return run
+
+
+def _task_view(folders: list, tasks: list, out: str | None) -> Path:
+    """``xlt report STUDY --task ...``: :func:`~xlt_plugin.study.runner.task_view`."""
+    from xlt_plugin.study.runner import task_view
+
+    if len(folders) != 1:
+        raise ValueError("--task reports one study folder: give one RUN_DIR")
+    study = folders[0]
+    default = study.parent / f"{study.name}-{'-'.join(tasks)}"
+    return task_view(study, tasks, out or default)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -160,3 +160,44 @@ def test_plan_says_when_each_task_ends_and_how_runs_kept_to_their_estimate(tmp_p
     fresh = plan(profile, tmp_path / "elsewhere")  # nothing finished: two tasks
     assert "each task's last run ends in about: base " in fresh and ", remap " in fresh
     assert "finished runs took" not in fresh
+
+
+def test_report_of_one_task_of_a_study_still_training(tmp_path, capsys):
+    """``xlt report STUDY --task T`` reports T's runs (a second name read through
+    its run, whose own task stays out) while the other runs are unfinished; a
+    task the study lacks, or a run folder of another definition, is refused."""
+    from xlt_plugin.cli import main
+    from xlt_plugin.study.runner import read_profile
+
+    profile = union("u", [remap_tiny_profile(1)], "")
+    target = next(r for r in profile.runs if r.task == "remap" and r.size == "all")
+    alias = dataclasses.replace(target, name="language_es_xfer_s1", task="language",
+                                same_as=target.name)  # fmt: skip
+    profile.runs.append(alias)
+    study = tmp_path / "study"
+    study.mkdir()
+    write_manifest(profile, {c.name: study / "data" / c.name
+                             for c in profile.corpora}, study)  # fmt: skip
+    folder = study / "runs" / target.name  # the only finished run
+    (folder / "model").mkdir(parents=True)
+    (folder / "model" / "config.json").write_text("{}")
+    write_definition(folder, dataclasses.asdict(target))
+    append_metrics(metrics_path(folder), {"epoch": 2, "stage": "test", "CER": 12.5,
+                   "WER": 40.0, "test_set": "test", "zero_shot": False})  # fmt: skip
+
+    assert main(["report", str(study), "--task", "language"]) == 0
+    view = tmp_path / "study-language"
+    kept = read_profile(view)
+    assert {r.task for r in kept.runs} == {"language", "base"}
+    assert "remap" not in {r.task for r in kept.runs}
+    (run,) = Study(view).select(task="language")
+    assert Study(view).final(run) == 12.5
+    text = (view / "REPORT.md").read_text(encoding="utf-8")
+    assert "## Remap remedies" not in text and "the language runs of the u study" in (
+        text.lower())  # fmt: skip
+
+    assert main(["report", str(study), "--task", "nosuch"]) != 0
+    assert "no run of task nosuch" in capsys.readouterr().err
+    write_definition(folder, {"name": target.name, "seed": 9})
+    assert main(["report", str(study), "--task", "language"]) != 0
+    assert "made by another definition" in capsys.readouterr().err

@@ -31,7 +31,7 @@ from xlt_plugin.runs import final_tests, is_finished, read_metrics
 from xlt_plugin.study.estimates import describe
 from xlt_plugin.study.profiles import PROFILES, SEEDED
 from xlt_plugin.study.profiles import gpu_profile as gpu_profile  # for gpu_check.sh
-from xlt_plugin.study.spec import CORPUS_REF, Profile, Run
+from xlt_plugin.study.spec import CORPUS_REF, Corpus, Profile, Run
 
 logger = logging.getLogger(__name__)
 
@@ -497,6 +497,113 @@ def write_manifest(profile: Profile, folders: dict, out: Path) -> Path:
     path = out / "study.json"
     path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+def read_profile(study_dir: str | Path) -> Profile:
+    """The profile a study folder's ``study.json`` describes.
+
+    Example
+    -------
+    >>> from xlt_plugin.study.own_profiles import remap_tiny_profile
+    >>> profile = remap_tiny_profile(1)
+    >>> out = Path(getfixture("tmp_path"))
+    >>> folders = {c.name: out / "data" / c.name for c in profile.corpora}
+    >>> read_profile(write_manifest(profile, folders, out).parent) == profile
+    True
+    """
+    manifest = json.loads((Path(study_dir) / "study.json").read_text("utf-8"))
+    corpora = [
+        Corpus(**{k: v for k, v in c.items() if k != "folder"})
+        for c in manifest["corpora"].values()
+    ]
+    return Profile(
+        manifest["profile"],
+        corpora,
+        [Run(**run) for run in manifest["runs"]],
+        description=manifest["description"],
+        forgetting=[tuple(pair) for pair in manifest.get("forgetting", [])],
+    )
+
+
+def task_view(study_dir: str | Path, tasks: list[str], out: str | Path) -> Path:
+    """A study folder ``out`` that reports the runs of ``tasks`` of ``study_dir``.
+
+    One task of a longer study (e.g. the ``augment`` runs of ``full``) can be
+    reported and published on its own while the rest still trains: ``out`` gets
+    a ``study.json`` of those runs (with the runs they reuse and their bases) and
+    a link to ``study_dir``'s runs; nothing is trained or copied.
+
+    Arguments
+    ---------
+    study_dir : path
+        A study folder (``study.json``, ``runs/``, ``data/``).
+    tasks : list of str
+        The runs' ``task`` fields to keep (e.g. ``["augment"]``).
+    out : path
+        The view's folder (made; an older view there is replaced).
+
+    Returns
+    -------
+    Path
+        ``out``, ready for :func:`xlt_plugin.study.report.write_report`.
+
+    Raises
+    ------
+    ValueError
+        When ``study_dir`` is no study folder, no run has one of ``tasks``, or a
+        run folder was made by another definition (the report would mix them).
+
+    Example
+    -------
+    >>> from xlt_plugin.study.own_profiles import remap_tiny_profile
+    >>> study = Path(getfixture("tmp_path")) / "study"
+    >>> profile = remap_tiny_profile(1)
+    >>> (study / "runs").mkdir(parents=True)
+    >>> _ = write_manifest(profile, {c.name: "" for c in profile.corpora}, study)
+    >>> view = task_view(study, ["base"], study.parent / "view")
+    >>> [run.name for run in read_profile(view).runs]
+    ['base_en']
+    >>> (view / "runs").resolve() == (study / "runs").resolve()
+    True
+    """
+    from xlt_plugin.study.full import subset
+
+    study_dir, out = Path(study_dir).resolve(), Path(out)
+    runs_dir = study_dir / "runs"
+    if not (study_dir / "study.json").is_file() or not runs_dir.is_dir():
+        raise ValueError(f"{study_dir} is not a study folder (study.json, runs/)")
+    whole = read_profile(study_dir)
+    known = sorted({run.task for run in whole.runs})
+    unknown = sorted(set(tasks) - set(known))
+    if unknown:
+        raise ValueError(
+            f"{study_dir}: no run of task {', '.join(unknown)}; its tasks: "
+            f"{', '.join(known)}"
+        )
+    name = f"{whole.name}: {', '.join(tasks)}"
+    description = (
+        f"The {', '.join(tasks)} runs of the {whole.name} study in {study_dir}, "
+        f"reported on their own (the {whole.name} study's report has them all)."
+    )
+    profile = subset(whole, name, lambda run: run.task in tasks, description)
+    refused = [why for why in reused(profile.trained(), runs_dir).values()
+               if why != "ok"]  # fmt: skip
+    if refused:
+        raise ValueError("; ".join(refused))
+    # The runs a kept run reuses (same_as) are read through it: left out, they
+    # would add their own task's section to the report.
+    profile.runs = [run for run in profile.runs if run.task in tasks or
+                    any(run.name == other.base for other in profile.runs)]  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    link = out / "runs"
+    if link.is_symlink():
+        link.unlink()
+    elif link.exists():
+        raise ValueError(f"{link} exists and is not a link: choose another folder")
+    link.symlink_to(runs_dir, target_is_directory=True)
+    folders = {c.name: study_dir / "data" / c.name for c in profile.corpora}
+    write_manifest(profile, folders, out)
+    return out
 
 
 def build_profile(name: str, seeds: int | None = None) -> Profile:
