@@ -145,17 +145,22 @@ def replace_block(text: str, name: str, block: str, where: str = "README") -> st
 
 
 def report_sections(report_text: str) -> dict[str, str]:
-    """A report's ``## `` sections: title -> body (without the title line).
+    """A report's ``## `` sections and ``### `` subsections: title -> body
+    (without the title line; a section's body holds its subsections).
 
     Example
     -------
-    >>> report_sections("# S\\n\\nintro\\n\\n## Claims\\n\\n- holds\\n")
-    {'Claims': '\\n- holds'}
+    >>> report_sections("# S\\n\\n## Claims\\n\\n- holds\\n\\n### When\\n\\nnow\\n")
+    {'Claims': '\\n- holds\\n\\n### When\\n\\nnow', 'When': '\\nnow'}
     """
     sections = {}
-    for section in re.split(r"^## ", report_text, flags=re.MULTILINE)[1:]:
-        title, _, body = section.partition("\n")
-        sections[title.strip()] = body.rstrip()
+    for level in ("## ", "### "):
+        # A part runs to the next heading of its level or a higher one.
+        stop = r"^## " if level == "## " else r"^##?#? "
+        for part in re.split(rf"^{level}", report_text, flags=re.MULTILINE)[1:]:
+            title, _, body = part.partition("\n")
+            body = re.split(stop, body, maxsplit=1, flags=re.MULTILINE)[0]
+            sections.setdefault(title.strip(), body.rstrip())
     return sections
 
 
