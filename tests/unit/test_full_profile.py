@@ -201,3 +201,27 @@ def test_report_of_one_task_of_a_study_still_training(tmp_path, capsys):
     write_definition(folder, {"name": target.name, "seed": 9})
     assert main(["report", str(study), "--task", "language"]) != 0
     assert "made by another definition" in capsys.readouterr().err
+
+
+def test_a_pinned_default_keeps_the_runs_that_trained_with_it(tmp_path):
+    """A profile that names a recipe default (``augment: False``) keeps finished
+    runs that trained with it, also when their definition predates a field
+    (``same_as``); one that names another value does not."""
+    from xlt_plugin.study.runner import definition_mismatch
+
+    run = Run("r", "CommonVoice", "es_xfer.yaml", "es", "remap", "xfer",
+              overrides={"seed": 1})  # fmt: skip
+    old = dataclasses.asdict(run)
+    del old["same_as"]  # written before the field existed
+    write_definition(tmp_path, old)
+    (tmp_path / "hyperparams.yaml").write_text(
+        "seed: 1\naugment: false\naugmentation: !apply:f [false]\n"
+    )
+    pinned = dataclasses.replace(run, overrides={"seed": 1, "augment": False})
+    assert definition_mismatch(tmp_path, dataclasses.asdict(pinned)) is None
+    other = dataclasses.replace(run, overrides={"seed": 1, "augment": True})
+    assert "augment" in definition_mismatch(tmp_path, dataclasses.asdict(other))
+    moved = dataclasses.replace(pinned, data="de")
+    assert "data: 'es' -> 'de'" in definition_mismatch(
+        tmp_path, dataclasses.asdict(moved)
+    )

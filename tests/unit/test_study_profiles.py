@@ -22,6 +22,7 @@ from xlt_plugin.study.own_profiles import (
     EN_BASE,
     REMAP_CHOSEN,
     REMAP_REMEDIES,
+    STUDY_AUGMENT,
     STUDY_BATCHING,
     XLT_BASE_PRESET,
 )
@@ -96,7 +97,8 @@ def test_remap_screen_definition():
     # change what it measures.
     plain = next(r for r in runs if r.variant == "xfer" and r.language == "es")
     assert set(plain.overrides) == {
-        "number_of_epochs", "seed", "head_calibration", *STUDY_BATCHING
+        "number_of_epochs", "seed", "head_calibration", *STUDY_BATCHING,
+        *STUDY_AUGMENT,
     }  # fmt: skip
     assert plain.overrides["head_calibration"] == "none"
     # Seeds vary the data order of every fine-tuning run; the base keeps its own.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from xlt_plugin.study.full import full_profile, languages_profile
 from xlt_plugin.study.own_profiles import (
+    STUDY_AUGMENT,
     STUDY_BATCHING,
     augment_profile,
     bases_profile,
@@ -141,8 +142,10 @@ def demo_profile() -> Profile:
     # 12, one Spanish scratch seed was still improving when it stopped). Mostly
     # free: scratch needs no base, so it trains in the second slot beside the
     # base (estimated training 17.0 -> 18.3 min; 20 epochs would be 20.0).
-    small = {"encoder_preset": "quartznet_tiny", "number_of_epochs": 16}
-    tune = {"number_of_epochs": 12, **STUDY_BATCHING}  # seeds vary the data order
+    small = {"encoder_preset": "quartznet_tiny", "number_of_epochs": 16,
+             **STUDY_AUGMENT}  # fmt: skip
+    # Seeds vary the data order; no augmentation: it would double the demo's time.
+    tune = {"number_of_epochs": 12, **STUDY_BATCHING, **STUDY_AUGMENT}
     corpora = [
         Corpus("en", "en", 1500, seed=1, accents=BASE_ACCENTS, conditions=real),
         Corpus("es", "es", 500, seed=2, conditions=real),

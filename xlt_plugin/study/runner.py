@@ -101,11 +101,12 @@ def _only_names_what_it_used(folder: Path, old: dict, new: dict) -> bool:
     ``head_calibration: none`` for the "remap as it was" start) names what the
     finished runs already trained with: they stay the same runs.
     """
-    old_rest = {k: v for k, v in old.items() if k != "overrides"}
-    new_rest = {k: v for k, v in new.items() if k != "overrides"}
+    # A field the older definition lacks (a field added since) reads as None.
+    rest = (set(old) | set(new)) - {"overrides"}
     before, after = old.get("overrides") or {}, new.get("overrides") or {}
-    if old_rest != new_rest or any(after.get(k, object()) != v
-                                   for k, v in before.items()):  # fmt: skip
+    if any(old.get(k) != new.get(k) for k in rest) or any(
+        after.get(k, object()) != v for k, v in before.items()
+    ):
         return False
     used = _hyperparameters_used(folder)
     added = {k: v for k, v in after.items() if k not in before}
