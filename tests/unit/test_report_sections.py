@@ -576,7 +576,7 @@ def test_augment_section(tmp_path):
                      seconds=20.0 if label == "on" else 10.0)  # fmt: skip
     _study(tmp_path, "augment", runs)
     text = write_report(tmp_path).read_text(encoding="utf-8")
-    augment, dropout = _rows(text, "English base (base)")
+    augment, dropout = _rows(text, "English base")
     assert augment[1:4] == ["augmentation", "50.5 ± 0.7", "45.5 ± 0.7"]
     assert augment[5:] == ["10.0 ± 0.0", "20.0 ± 0.0"]
     assert dropout[1:4] == ["dropout", "50.5 ± 0.7", "52.5 ± 0.7"]
@@ -586,13 +586,14 @@ def test_augment_section(tmp_path):
         "augmentation, against twice the epochs without", "33.1 ± 0.1", "35.2 ± 0.4",
     ]  # fmt: skip
     assert (
-        "- **Does not hold here**: augmentation, against twice the epochs without "
-        "helps the es transfer"
+        "- **Does not hold here**: augmentation helps more than twice the epochs "
+        "without it, for the es transfer (10min)"
     ) in text
     assert "- **Holds here**: augmentation helps the English base" in text
     assert "- **Does not hold here**: dropout helps the English base" in text
     assert (
-        "augmentation helps the es transfer: test CER 35.2 with vs 35.5 without" in text
+        "augmentation helps the es transfer (10min): test CER 35.2 with vs 35.5 "
+        "without" in text
     )
     assert "## 1. Languages" not in text  # an own profile: no paper sections
 
