@@ -1,4 +1,4 @@
-"""A recipe with `--augment=True` (SpeechBrain's Augmenter, off by default)."""
+"""A recipe's augmentation (SpeechBrain's Augmenter, on by default)."""
 
 import json
 import math
@@ -21,21 +21,20 @@ def _records(out):
 
 
 def test_augmented_recipe_trains_with_finite_losses(corpora, tmp_path):
+    """The YAML's default trains with both augmenters; ``--augment=False`` with
+    neither."""
     out = tmp_path / "out"
-    brain, hparams, _ = run_recipe(
-        [
-            EN_BASE_YAML,
-            f"--data_folder={corpora('en', 16)}",
-            f"--output_folder={out}",
-            "--augment=True",
-            *TINY,
-        ]
-    )
+    argv = [EN_BASE_YAML, f"--data_folder={corpora('en', 16)}", *TINY]
+    brain, hparams, _ = run_recipe([*argv, f"--output_folder={out}"])
+    assert hparams["augment"] is True
     assert brain.settings.wav_augmentation is hparams["wav_augmenter"]
     assert brain.settings.augmentation is hparams["fea_augmenter"]
     assert brain.nonfinite_skipped == 0
     losses = [r["loss"] for r in _records(out)]
     assert losses and all(math.isfinite(x) for x in losses)
+    off, _, _ = run_recipe([*argv, f"--output_folder={tmp_path / 'off'}",
+                            "--augment=False"])  # fmt: skip
+    assert off.settings.wav_augmentation is None and off.settings.augmentation is None
 
 
 def test_feature_cache_refuses_waveform_augmentation(corpora, tmp_path):

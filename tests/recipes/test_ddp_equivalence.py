@@ -59,7 +59,7 @@ def batchnorm_in_eval_mode(self, batch, should_step):
 
 CTCTransferBrain.on_fit_batch_start = batchnorm_in_eval_mode
 hparams, run_opts, _ = load_recipe(sys.argv[1:])
-hparams["augmentation"] = None
+hparams["augmentation"] = hparams["wav_augmentation"] = None  # random per process
 for module in hparams["encoder"].modules():
     if isinstance(module, torch.nn.Dropout):
         module.p = 0.0

@@ -55,17 +55,26 @@ def _capture_ctc(monkeypatch):
 
 
 @pytest.mark.parametrize("yaml_name", ["EnglishBase/hparams/quartznet_small.yaml"])
-def test_recipe_switch_is_off_by_default(yaml_name):
+def test_recipe_switch_is_on_by_default(yaml_name):
     text = (REPO_RECIPES / yaml_name).read_text()
-    off = load_hyperpyyaml(text, {"data_folder": "x"})
-    assert off["augment"] is False
-    assert off["augmentation"] is None and off["wav_augmentation"] is None
-    on = load_hyperpyyaml(text, {"data_folder": "x", "augment": True})
+    on = load_hyperpyyaml(text, {"data_folder": "x"})
+    assert on["augment"] is True
     assert isinstance(on["wav_augmentation"], Augmenter)
     assert on["wav_augmentation"].concat_original  # the batch doubles
     assert isinstance(on["augmentation"], Augmenter)
+    off = load_hyperpyyaml(text, {"data_folder": "x", "augment": False})
+    assert off["augmentation"] is None and off["wav_augmentation"] is None
     with pytest.raises(ValueError, match="True or False"):
         augmentation_if("yes", on["augmentation"])
+
+
+def test_every_training_yaml_augments_by_default():
+    """One default for every recipe (the measured one): ``augment: True``."""
+    yamls = sorted(REPO_RECIPES.glob("*/hparams/*.yaml"))
+    assert len(yamls) >= 15
+    for path in yamls:
+        lines = [x for x in path.read_text().splitlines() if x.startswith("augment:")]
+        assert lines == ["augment: True"], path
 
 
 @pytest.mark.parametrize("repeat", [1, 2])

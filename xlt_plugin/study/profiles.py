@@ -181,7 +181,7 @@ def demo_profile() -> Profile:
 def tiny_profile() -> Profile:
     """A few utterances and two epochs: exercises the whole pipeline in tests."""
     small = {"encoder_preset": "quartznet_tiny"}
-    tune = {"number_of_epochs": 2, "batch_size": 4}
+    tune = {"number_of_epochs": 2, "batch_size": 4, **STUDY_AUGMENT}
     corpora = [
         Corpus("en", "en", 16, seed=1, accents="us,rp"),
         Corpus("es", "es", 16, seed=2),
@@ -212,7 +212,7 @@ def smoke_profile() -> Profile:
     ['base_small', 'language_es_xfer_s1']
     """
     small = {"encoder_preset": "quartznet_tiny"}
-    tune = {"number_of_epochs": 2, "batch_size": 4}
+    tune = {"number_of_epochs": 2, "batch_size": 4, **STUDY_AUGMENT}
     corpora = [Corpus("en", "en", 16, seed=1, accents="us,rp"),
                Corpus("es", "es", 16, seed=2)]  # fmt: skip
     runs = [_base_run("small", {**tune, **small})]
