@@ -485,7 +485,9 @@ def report(parser: argparse.ArgumentParser) -> Runner:
         "(default: RUN_DIR-TASK beside it)",
     )
     parser.add_argument(
-        "--readme", default="README.md", help="the README --publish refreshes"
+        "--readme",
+        default="README.md",
+        help="the README --publish refreshes ('none': only the --sections-in files)",
     )
     parser.add_argument(
         "--sections-in",
@@ -518,13 +520,12 @@ def report(parser: argparse.ArgumentParser) -> Runner:
         print(f"wrote {path}")
         if args.publish:
             try:
+                readme = None if args.readme == "none" else args.readme
                 sections = args.sections_in
                 if sections is None:
-                    recipes = Path(args.readme).resolve().parent / "recipes"
+                    recipes = Path(readme or "README.md").resolve().parent / "recipes"
                     sections = sorted(recipes.glob("*/README.md"))
-                written = publish_report(
-                    path.parent, args.publish, args.readme, sections
-                )
+                written = publish_report(path.parent, args.publish, readme, sections)
             except (OSError, ValueError) as err:
                 raise CommandError(str(err)) from None
             print(

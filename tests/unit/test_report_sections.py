@@ -690,6 +690,16 @@ def test_report_publish_fills_the_recipe_readmes_sections(tmp_path, capsys):
     recipe.write_text("no markers\n")
     assert main(args) == 0
     assert "CER lower by 8.0" in readme.read_text()
+    # --readme none: only the recipes' blocks (a README without markers is fine).
+    readme.write_text("no markers\n")
+    recipe.write_text(
+        f"<!-- study-x/{title}:begin -->\n<!-- study-x/{title}:end -->\n"
+    )
+    none = ["report", str(study), "--publish", str(docs), "--readme", "none",
+            "--sections-in", str(recipe)]  # fmt: skip
+    assert main(none) == 0
+    assert readme.read_text() == "no markers\n"
+    assert "CER lower by 8.0" in recipe.read_text()
 
 
 def test_report_publish_without_markers_changes_nothing(tmp_path, capsys):
