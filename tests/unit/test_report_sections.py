@@ -692,9 +692,7 @@ def test_report_publish_fills_the_recipe_readmes_sections(tmp_path, capsys):
     assert "CER lower by 8.0" in readme.read_text()
     # --readme none: only the recipes' blocks (a README without markers is fine).
     readme.write_text("no markers\n")
-    recipe.write_text(
-        f"<!-- study-x/{title}:begin -->\n<!-- study-x/{title}:end -->\n"
-    )
+    recipe.write_text(f"<!-- study-x/{title}:begin -->\n<!-- study-x/{title}:end -->\n")
     none = ["report", str(study), "--publish", str(docs), "--readme", "none",
             "--sections-in", str(recipe)]  # fmt: skip
     assert main(none) == 0
