@@ -524,7 +524,7 @@ BASE_LADDER = ("quartznet_tiny", "quartznet_mini", "quartznet_small")
 #: doubles each step's cost, and the ladder asks about size, on five times the
 #: audio of the ``augment`` task's base, where there is less overfitting for it
 #: to fight.
-BASE_LADDER_TRAINING = {"number_of_epochs": 10, "lr": 0.005, "augment": False}
+BASE_LADDER_TRAINING = {"number_of_epochs": 10, "lr": 0.005, **STUDY_AUGMENT}
 #: Clips of the ladder's English corpus: 7,200 (~8 h, 80/10/10 train/dev/test).
 BASE_LADDER_UTTERANCES = 7200
 

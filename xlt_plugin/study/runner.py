@@ -593,8 +593,8 @@ def task_view(study_dir: str | Path, tasks: list[str], out: str | Path) -> Path:
         raise ValueError("; ".join(refused))
     # The runs a kept run reuses (same_as) are read through it: left out, they
     # would add their own task's section to the report.
-    profile.runs = [run for run in profile.runs if run.task in tasks or
-                    any(run.name == other.base for other in profile.runs)]  # fmt: skip
+    bases = {run.base for run in profile.runs}
+    profile.runs = [r for r in profile.runs if r.task in tasks or r.name in bases]
     out.mkdir(parents=True, exist_ok=True)
     link = out / "runs"
     if link.is_symlink():
