@@ -508,11 +508,22 @@ def test_size_section_with_three_bases(tmp_path):
             runs.append(_run(name, "size", "xfer", data="es_10min", size="10min",
                              seed=seed, base=base))  # fmt: skip
             _metrics(tmp_path / "runs" / name, {"test": (cer, 80.0)})
+    # The language section's Spanish transfer, from a base outside the ladder:
+    # with three bases of its own, the size table does not borrow it.
+    runs.append(_run("base_en", "base", "tiny", data="en", language="en"))
+    runs.append(_run("language_es_xfer_s1", "language", "xfer", data="es",
+                     size="all", base="base_en"))  # fmt: skip
+    runs.append(_run("size_es_tiny_all_s1", "size", "xfer", data="es", size="all",
+                     base="bases_tiny_s1"))  # fmt: skip
+    for name in ("base_en", "language_es_xfer_s1", "size_es_tiny_all_s1"):
+        _metrics(tmp_path / "runs" / name, {"test": (20.0, 70.0)})
     _study(tmp_path, "full", runs)
     text = write_report(tmp_path).read_text(encoding="utf-8")
     header = next(line for line in text.splitlines() if "fine-tuning data" in line)
     assert header.index("bases_tiny_s1") < header.index("bases_mini_s1") < (
         header.index("bases_small_s1"))  # fmt: skip
+    assert "base_en" not in header
+    assert _rows(text, "all")[0][3:] == ["20.0", "n/a", "n/a"]
     assert _rows(text, "10min")[0][3:] == ["30.5 ± 0.7", "25.5 ± 0.7", "25.7 ± 0.7"]
     assert "`bases_mini_s1` 47.0" in text  # the bases' own English CER
     assert ("- **Holds here**: larger base at the smallest size (10min): "
@@ -851,3 +862,14 @@ def test_freezing_claims_and_the_claims_grouped(tmp_path):
         "below full fine-tuning's test CER (14.3 vs 10.2)."
     ) in freezing
     assert _rows(text, "frozen encoder, BatchNorm trainable")[0][1] == "14.3 ± 0.4"
+
+
+def test_freezing_planned_but_not_finished(tmp_path):
+    """A profile with freezing runs that have not finished says so, instead of
+    sending the reader to ``make study``."""
+    runs = [_run("freezing_es_staged_s1", "freezing", "staged", data="es")]
+    _study(tmp_path, "full", runs)
+    text = write_report(tmp_path).read_text(encoding="utf-8")
+    section = text.split("## 6. Freezing ablation")[1].split("## 7.")[0]
+    assert "No freezing runs finished." in section
+    assert "make study" not in section

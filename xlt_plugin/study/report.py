@@ -312,9 +312,10 @@ def _per_set_section(
 def _size_section(study: Study, verdicts: list) -> list[str]:
     """Transfers from bases of growing size at each fine-tuning size.
 
-    The bases are every base a ``size`` run transfers from (at ``all``, also the
-    Spanish language runs'), ordered by parameters; the claim compares each base
-    with the next larger one at the smallest fine-tuning size.
+    The bases are every base a ``size`` run transfers from, ordered by
+    parameters; where that is one base only (the small profiles), the Spanish
+    language runs at ``all`` bring the other. The claim compares each base with
+    the next larger one at the smallest fine-tuning size.
     """
     lines = ["## 4. Larger base vs smaller base", ""]
     planned = [r for r in study.manifest["runs"] if r["task"] == "size"]
@@ -327,16 +328,21 @@ def _size_section(study: Study, verdicts: list) -> list[str]:
         if r["task"] == "language" and r["language"] == "es"
     ]
 
+    transfers = [r for r in planned if r["variant"] == "xfer"]
+    # With one base of its own, the size task borrows the language runs' base;
+    # with more, a language run's base (trained on another corpus, scored on
+    # another English test set) would only blur the ladder.
+    borrow = len({r["base"] for r in transfers}) < 2 and "all" in sizes
+    if borrow:
+        transfers += [r for r in spanish if r["variant"] == "xfer"]
+    bases = list(dict.fromkeys(r["base"] for r in transfers))
+
     def cer_of(size, **match):
         runs = study.select(task="size", size=size, **match)
         if size == "all":  # the full-size language runs double as this size
             runs += study.select(task="language", language="es", **match)
         return [study.final(r) for r in runs]
 
-    transfers = [r for r in planned if r["variant"] == "xfer"]
-    if "all" in sizes:
-        transfers += [r for r in spanish if r["variant"] == "xfer"]
-    bases = list(dict.fromkeys(r["base"] for r in transfers))
     params = {name: parameter_count(study.path(name)) for name in bases}
     bases.sort(key=lambda name: params[name] or 0)
     rows, smallest = [], None
@@ -504,7 +510,12 @@ def _freezing_section(study: Study, claims: list) -> list[str]:
     lines = ["## 6. Freezing ablation", ""]
     runs = study.select(task="freezing")
     if not runs:
-        return lines + ["Not in this profile (run `make study`).", ""]
+        planned = any(r["task"] == "freezing" for r in study.manifest["runs"])
+        return lines + [
+            "No freezing runs finished." if planned
+            else "Not in this profile (run `make study`).",
+            "",
+        ]  # fmt: skip
     full = study.select(task="language", language="es", variant="xfer")
     full_cer = [study.final(r) for r in full]
     rows = []
