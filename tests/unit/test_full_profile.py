@@ -193,6 +193,8 @@ def test_report_of_one_task_of_a_study_still_training(tmp_path, capsys):
     (run,) = Study(view).select(task="language")
     assert Study(view).final(run) == 12.5
     text = (view / "REPORT.md").read_text(encoding="utf-8")
+    assert text.startswith("# Cross-language transfer study (u profile, its "
+                           "language runs)\n")  # fmt: skip
     assert "## Remap remedies" not in text and "the language runs of the u study" in (
         text.lower())  # fmt: skip
 

@@ -732,8 +732,11 @@ def write_report(study_dir: str | Path) -> Path:
         body += remap_section(study, head_rows)
     if "continual" in own:
         body += continual_section(study, figures, continual)
+    # A task view (``xlt report --task``) is named "PROFILE: TASK, TASK".
+    profile, _, tasks = study.manifest["profile"].partition(": ")
+    scope = f"{profile} profile" + (f", its {tasks} runs" if tasks else "")
     head = [
-        f"# Cross-language transfer study ({study.manifest['profile']} profile)",
+        f"# Cross-language transfer study ({scope})",
         "",
         study.manifest.get("description", ""),
         "",
