@@ -322,12 +322,12 @@ def test_continual_section_in_another_language(continual_study):
     corpus = {"locale": "en", "domain": "medical", "folder": str(folder / "none")}
     _study(folder, "continual", runs, corpora={"en_medical": corpus})
     text = write_report(folder).read_text(encoding="utf-8")
-    section = text.split("### es (es)")[1]
+    section = text.split("### es (language es)")[1]
     full = _rows(section, "full fine-tuning")[0]
     assert full[1] == "21.5 ± 0.7" and full[3] == "1031.5 ± 0.7"
     scratch = _rows(section, "from scratch (no base)")[0]
     assert scratch[3] == "n/a" and scratch[4] == "n/a"
-    medical = _rows(text.split("### es (es)")[0], "full fine-tuning")[0]
+    medical = _rows(text.split("### es (language es)")[0], "full fine-tuning")[0]
     assert medical[3] == "41.0 ± 1.4"  # the same-alphabet task: whole models
     # Over the two tasks: rehearsal met the goal where it ran (medical only),
     # so no method meets it in every task.

@@ -124,7 +124,8 @@ def continual_section(study: Study, figures: Path, verdicts: list) -> list[str]:
             continue
         base = with_base[0]["base"]
         corpus = study.manifest["corpora"].get(data, {})
-        what = corpus.get("domain") or corpus.get("accents") or data
+        what = (corpus.get("domain") or corpus.get("accents")
+                or f"language {corpus.get('locale') or data}")  # fmt: skip
         numbers[data] = {}
         lines += _continual_task(
             study, data, what, base, task_runs, figures, verdicts, numbers[data]
