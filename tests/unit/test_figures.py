@@ -36,15 +36,20 @@ def test_every_figure_has_axis_labels_units_and_a_legend(tmp_path, monkeypatch):
     ]
     figures.convergence_figure([("scratch", seeds)], "es", tmp_path / "c.png")
     figures.dev_cer_figure([("run", seeds[0])], tmp_path / "d.png")
+    points = [
+        ("full", (10.0, 1.0), (40.0, 2.0)),
+        ("adapters", (14.0, 1.0), (22.0, 1.0)),
+    ]
     figures.pareto_figure(
-        [("full", (10.0, 1.0), (40.0, 2.0)), ("adapters", (14.0, 1.0), (22.0, 1.0))],
+        [(points, "target test WER (%)", "English test WER (%)"),
+         (points, "target test CER (%)", "English test CER (%)")],
         "accents",
         tmp_path / "p.png",
-        xlabel="target test WER (%)",
-        ylabel="English test WER (%)",
-    )
+    )  # fmt: skip
     assert len(kept) == 3
     for fig in kept:
         _labelled(fig)
     # With seeds, the learning curves carry a band (a filled area) per line.
     assert kept[0].axes[0].collections
+    # The Pareto figure: a panel per measure, each with its legend.
+    assert [ax.get_legend() is not None for ax in kept[2].axes] == [True, True]

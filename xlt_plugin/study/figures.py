@@ -126,53 +126,54 @@ def dev_cer_figure(curves: Iterable[Curve], path: Path) -> Path:
 Point = tuple[str, tuple[float, float], tuple[float, float]]
 
 
-def pareto_figure(
-    points: Iterable[Point], title: str, path: Path, xlabel: str, ylabel: str
-) -> Path:
-    """One point per method with seed error bars (e.g. English vs target WER).
+def pareto_figure(panels: list[tuple], title: str, path: Path) -> Path:
+    """One point per method with seed error bars, one panel per measure.
 
-    Lower is better on both axes: the points no other point beats on both are
-    joined by a dashed line (the Pareto front of the seed means).
+    Lower is better on both axes of a panel: the points no other point beats on
+    both are joined by a dashed line (the Pareto front of the seed means). Two
+    panels (WER, CER) show forgetting where one measure saturates.
 
     Arguments
     ---------
-    points : iterable of (str, (float, float), (float, float))
-        Legend label, (mean, sd) on x and (mean, sd) on y of each method.
+    panels : list of (points, xlabel, ylabel)
+        Each panel's points, (str, (float, float), (float, float)): legend
+        label, (mean, sd) on x and (mean, sd) on y of each method; and its axis
+        labels, with units.
     title : str
         The figure's title.
     path : Path
         The PNG to write.
-    xlabel, ylabel : str
-        Axis labels, with units.
 
     Returns
     -------
     Path
     """
     plt = _pyplot()
-    points = list(points)
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5),
+                             squeeze=False)  # fmt: skip
     markers = "osD^v<>pPX*h"
-    for i, (label, (x, xsd), (y, ysd)) in enumerate(points):
-        ax.errorbar(x, y, xerr=xsd, yerr=ysd, fmt=markers[i % len(markers)],
-                    capsize=3, label=label)  # fmt: skip
-    front = sorted(
-        {
-            (x, y)
-            for _, (x, _), (y, _) in points
-            if not any(
-                (x2 <= x and y2 <= y) and (x2, y2) != (x, y)
-                for _, (x2, _), (y2, _) in points
-            )
-        }
-    )
-    if len(front) > 1:
-        xs, ys = zip(*front, strict=True)
-        ax.plot(xs, ys, linestyle="--", color="grey", linewidth=1,
-                label="Pareto front (means)")  # fmt: skip
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(title)
+    for ax, (points, xlabel, ylabel) in zip(axes[0], panels, strict=True):
+        points = list(points)
+        for i, (label, (x, xsd), (y, ysd)) in enumerate(points):
+            ax.errorbar(x, y, xerr=xsd, yerr=ysd, fmt=markers[i % len(markers)],
+                        capsize=3, label=label)  # fmt: skip
+        front = sorted(
+            {
+                (x, y)
+                for _, (x, _), (y, _) in points
+                if not any(
+                    (x2 <= x and y2 <= y) and (x2, y2) != (x, y)
+                    for _, (x2, _), (y2, _) in points
+                )
+            }
+        )
+        if len(front) > 1:
+            xs, ys = zip(*front, strict=True)
+            ax.plot(xs, ys, linestyle="--", color="grey", linewidth=1,
+                    label="Pareto front (means)")  # fmt: skip
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
     return _save(plt, fig, path)
