@@ -469,7 +469,9 @@ def report(parser: argparse.ArgumentParser) -> Runner:
     for any recipe output folders (e.g. runs on real Common Voice).
     """
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR")
-    parser.add_argument("--out", metavar="DIR", help="report folder (run folders)")
+    parser.add_argument(
+        "--out", metavar="DIR", help="report folder (run folders, or with --task)"
+    )
     parser.add_argument(
         "--publish",
         metavar="DIR",
@@ -512,6 +514,12 @@ def report(parser: argparse.ArgumentParser) -> Runner:
             if args.task:
                 folders = [_task_view(folders, args.task, args.out)]
             if len(folders) == 1 and (folders[0] / "study.json").exists():
+                if args.out and not args.task:
+                    raise ValueError(
+                        f"{folders[0]} is a study folder: its report is written "
+                        "into it (REPORT.md, figures/); --out is for run folders "
+                        "or with --task"
+                    )
                 path = write_report(folders[0])
             else:
                 path = write_run_report(folders, args.out or "results/report")

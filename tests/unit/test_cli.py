@@ -144,3 +144,16 @@ def test_console_script_runs_synth_and_shows_progress(tmp_path):
         f"xlt synth: error: output directory {out} is not empty; "
         "pass --overwrite to replace it"
     ]
+
+
+def test_report_out_on_a_study_folder_is_refused(capsys, tmp_path):
+    """A study folder's report goes into the folder; an --out that would be
+    ignored is an error that says where the report goes."""
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "study.json").write_text("{}")
+    out = tmp_path / "x"
+    code, stdout, stderr = run_main(capsys, "report", str(study), "--out", str(out))
+    assert code == 1 and stdout == ""
+    assert "is a study folder: its report is written into it" in stderr
+    assert not out.exists() and not (study / "REPORT.md").exists()
