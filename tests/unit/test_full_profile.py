@@ -227,3 +227,25 @@ def test_a_pinned_default_keeps_the_runs_that_trained_with_it(tmp_path):
     assert "data: 'es' -> 'de'" in definition_mismatch(
         tmp_path, dataclasses.asdict(moved)
     )
+
+
+def test_an_interrupted_run_counts_only_its_epochs_left():
+    """The estimate of a run that trained half its epochs (it resumes from its
+    last checkpoint) is half its training time plus the fixed overhead."""
+    from xlt_plugin.study.estimates import (
+        RUN_OVERHEAD_SECONDS,
+        planned_epochs,
+        run_seconds,
+    )
+
+    profile = remap_tiny_profile(1)
+    base = next(r for r in profile.trained() if r.task == "base")
+    others = frozenset(r.name for r in profile.trained() if r != base)
+    full = run_seconds(base, profile)
+    half = planned_epochs(base) / 2
+    assert planned_epochs(base) % 2 == 0
+    fresh = estimate(profile, 1, others)["train_hours"] * 3600
+    resumed = estimate(profile, 1, others, {base.name: half})["train_hours"] * 3600
+    assert fresh == pytest.approx(full)
+    assert resumed == pytest.approx((full - RUN_OVERHEAD_SECONDS) / 2
+                                    + RUN_OVERHEAD_SECONDS)  # fmt: skip

@@ -91,12 +91,19 @@ def run_seconds(run: Run, profile: Profile) -> float | None:
     train /= 1 - float(run.overrides.get("replay_ratio", 0.0))
     if run.overrides.get("augment"):
         train *= AUGMENT_FACTOR
-    epochs = int(run.overrides.get("number_of_epochs", 15))
-    return epochs * rate * (train + dev / 3) + RUN_OVERHEAD_SECONDS
+    return planned_epochs(run) * rate * (train + dev / 3) + RUN_OVERHEAD_SECONDS
+
+
+def planned_epochs(run: Run) -> int:
+    """The epochs a run trains (its override, else the recipes' 15)."""
+    return int(run.overrides.get("number_of_epochs", 15))
 
 
 def estimate(
-    profile: Profile, jobs: int = 2, finished: frozenset = frozenset()
+    profile: Profile,
+    jobs: int = 2,
+    finished: frozenset = frozenset(),
+    trained_epochs: dict[str, int] | None = None,
 ) -> dict:
     """Runs, and the estimated hours of synthesis and training on a 2-core CPU.
 
@@ -112,6 +119,9 @@ def estimate(
     finished : set of str
         Runs (and corpora) already made: not counted, and a finished base is
         ready from the start.
+    trained_epochs : dict, optional
+        Run -> epochs it has trained (an interrupted run): it resumes after
+        them, so only the epochs left are counted.
 
     Returns
     -------
@@ -147,6 +157,12 @@ def estimate(
     seconds = {r.name: run_seconds(r, profile) for r in trained}
     if None in seconds.values():
         return result
+    for run in trained:
+        done_epochs = min((trained_epochs or {}).get(run.name, 0), planned_epochs(run))
+        if done_epochs:
+            left = 1 - done_epochs / planned_epochs(run)
+            overhead = RUN_OVERHEAD_SECONDS
+            seconds[run.name] = (seconds[run.name] - overhead) * left + overhead
     done: dict[str, float] = dict.fromkeys(finished, 0.0)  # run -> finish time
     slots = [0.0] * max(1, jobs)
     pending = list(trained)

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from xlt_plugin.resources import recipes_folder
-from xlt_plugin.runs import final_tests, is_finished, read_metrics
+from xlt_plugin.runs import final_tests, is_finished, read_metrics, trained_epochs
 from xlt_plugin.study.estimates import describe
 from xlt_plugin.study.profiles import PROFILES, SEEDED
 from xlt_plugin.study.profiles import gpu_profile as gpu_profile  # for gpu_check.sh
@@ -397,7 +397,13 @@ def plan(profile: Profile, out: Path, jobs: int = 2) -> str:
         for c in profile.corpora
         if (out / "data" / c.name / "validated.tsv").exists()
     }
-    left = estimate(profile, jobs, frozenset(finished | made))
+    # An interrupted run resumes from its last epoch: count only what it has left.
+    started = {
+        run.name: trained_epochs(read_metrics(run_folder(out / "runs", run)))
+        for run in trained
+        if run.name not in finished and run.name not in changed
+    }
+    left = estimate(profile, jobs, frozenset(finished | made), started)
     hours = "no CPU estimate"
     if left["hours"] is not None:
         hours = f"about {left['hours']:.1f} h left on {jobs} one-thread jobs"
