@@ -545,23 +545,30 @@ def test_size_section_with_three_bases(tmp_path):
                      size="all", base="base_en"))  # fmt: skip
     runs.append(_run("size_es_tiny_all_s1", "size", "xfer", data="es", size="all",
                      base="bases_tiny_s1"))  # fmt: skip
+    runs.append(_run("size_es_mini_all_s1", "size", "xfer", data="es", size="all",
+                     base="bases_mini_s1"))  # fmt: skip
     for name in ("base_en", "language_es_xfer_s1", "size_es_tiny_all_s1"):
         _metrics(tmp_path / "runs" / name, {"test": (20.0, 70.0)})
+    _metrics(tmp_path / "runs" / "size_es_mini_all_s1", {"test": (18.0, 70.0)})
     _study(tmp_path, "full", runs)
     text = write_report(tmp_path).read_text(encoding="utf-8")
-    header = next(line for line in text.splitlines() if "fine-tuning data" in line)
+    header = next(line for line in text.splitlines()
+                  if line.startswith("| fine-tuning data"))  # fmt: skip
     assert header.index("bases_tiny_s1") < header.index("bases_mini_s1") < (
         header.index("bases_small_s1"))  # fmt: skip
     assert "base_en" not in header
-    assert _rows(text, "all")[0][3:] == ["20.0", "n/a", "n/a"]
+    assert _rows(text, "all")[0][3:] == ["20.0", "18.0", "n/a"]
     assert _rows(text, "10min")[0][3:] == ["30.5 ± 0.7", "25.5 ± 0.7", "25.7 ± 0.7"]
     assert "`bases_mini_s1` 47.0" in text  # the bases' own English CER
-    assert ("- **Holds here**: larger base at the smallest size (10min): "
+    assert ("- **Holds here**: larger base at 10min of fine-tuning data: "
             "`bases_mini_s1` CER 25.5 vs `bases_tiny_s1` 30.5.") in text  # fmt: skip
     assert (
-        "**Not measurable here**: larger base at the smallest size (10min): "
+        "**Not measurable here**: larger base at 10min of fine-tuning data: "
         "`bases_small_s1` CER 25.7 vs `bases_mini_s1` 25.5." in text
     )
+    # A claim at every size where two bases were measured (one seed: a direction).
+    assert ("**Not measurable here**: larger base at all of fine-tuning data: "
+            "`bases_mini_s1` CER 18.0 vs `bases_tiny_s1` 20.0.") in text  # fmt: skip
 
 
 def test_accents_with_a_reinitialised_head(tmp_path):

@@ -314,8 +314,8 @@ def _size_section(study: Study, verdicts: list) -> list[str]:
 
     The bases are every base a ``size`` run transfers from, ordered by
     parameters; where that is one base only (the small profiles), the Spanish
-    language runs at ``all`` bring the other. The claim compares each base with
-    the next larger one at the smallest fine-tuning size.
+    language runs at ``all`` bring the other. A claim compares each base with
+    the next larger one, at every fine-tuning size where both were measured.
     """
     lines = ["## 4. Larger base vs smaller base", ""]
     planned = [r for r in study.manifest["runs"] if r["task"] == "size"]
@@ -345,7 +345,7 @@ def _size_section(study: Study, verdicts: list) -> list[str]:
 
     params = {name: parameter_count(study.path(name)) for name in bases}
     bases.sort(key=lambda name: params[name] or 0)
-    rows, smallest = [], None
+    rows, measured_sizes = [], []
     for size in sizes:
         data = {r["data"] for r in planned if r["size"] == size}
         minutes = [_train_minutes(study, d) for d in data]
@@ -358,8 +358,8 @@ def _size_section(study: Study, verdicts: list) -> list[str]:
                 *(_mean_std(by_base[b]) for b in bases),
             ]
         )
-        if smallest is None and sum(bool(v) for v in by_base.values()) > 1:
-            smallest = (size, by_base)
+        if sum(bool(v) for v in by_base.values()) > 1:
+            measured_sizes.append((size, by_base))
     lines += _table(
         [
             "fine-tuning data",
@@ -379,15 +379,14 @@ def _size_section(study: Study, verdicts: list) -> list[str]:
         + " (a larger base is only a better start if it is a better English model).",
         "",
     ]
-    if smallest:
-        size, by_base = smallest
+    for size, by_base in measured_sizes:
         measured = [b for b in bases if by_base[b]]
         for small, large in itertools.pairwise(measured):
             verdicts.append(
                 _claim(
                     by_base[large],
                     by_base[small],
-                    f"larger base at the smallest size ({size}): `{large}` CER "
+                    f"larger base at {size} of fine-tuning data: `{large}` CER "
                     f"{statistics.mean(by_base[large]):.1f} vs `{small}` "
                     f"{statistics.mean(by_base[small]):.1f}.",
                 )
