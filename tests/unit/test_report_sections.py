@@ -430,6 +430,44 @@ def test_bases_section_does_not_hold_within_seed_noise(tmp_path):
     assert "- **Does not hold here**: English test CER strictly decreases" in text
 
 
+def test_bases_section_within_noise_or_one_seed_is_not_measurable(tmp_path):
+    """Smaller differences than 2 SE, or one seed: not measurable, not refuted."""
+    noisy = _bases_study(
+        tmp_path / "noisy",
+        {"quartznet_tiny": [53.0, 54.0], "quartznet_mini": [50.0, 56.0],
+         "quartznet_small": [44.0, 45.0]},
+    )  # fmt: skip
+    assert "- **Not measurable here**: English test CER strictly decreases" in noisy
+    one = _bases_study(tmp_path / "one", {"quartznet_tiny": [39.5],
+                                          "quartznet_mini": [38.4]})  # fmt: skip
+    assert "- `quartznet_mini` vs `quartznet_tiny`: CER lower by 1.1 (SE n/a): " in (
+        one)  # fmt: skip
+    assert "one seed: no SE" in one
+    assert "- **Not measurable here**: English test CER strictly decreases" in one
+
+
+def test_bases_section_with_a_size_unfinished_is_not_measured(tmp_path):
+    folder = tmp_path
+    _bases_study(folder, {"quartznet_tiny": [53.0, 54.0],
+                          "quartznet_mini": [45.0, 46.0]})  # fmt: skip
+    manifest = json.loads((folder / "study.json").read_text())
+    manifest["runs"].append(
+        _run(
+            "bases_quartznet_small_s1",
+            "bases",
+            "quartznet_small",
+            data="en",
+            language="en",
+            size="quartznet_small",
+        )
+    )
+    (folder / "study.json").write_text(json.dumps(manifest))
+    text = write_report(folder).read_text(encoding="utf-8")
+    assert ("- **Not measured**: English test CER strictly decreases with base size "
+            "(quartznet_tiny 53.5 ± 0.7, quartznet_mini 45.5 ± 0.7); not finished: "
+            "quartznet_small.") in text  # fmt: skip
+
+
 def test_bases_sections_per_language(tmp_path):
     # An English and a Mandarin ladder in one study: a section and a verdict each.
     runs = []

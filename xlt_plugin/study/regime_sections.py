@@ -7,6 +7,8 @@ clean vs realistic speech, each with its verdicts by the standard of
 
 from __future__ import annotations
 
+import itertools
+
 from xlt_plugin.study.evidence import _diff_text, _evidence, compare_seeds
 from xlt_plugin.study.markdown import _fmt, _mean, _mean_std, _table
 from xlt_plugin.study.reader import (
@@ -68,16 +70,16 @@ def _ladder_section(
          "seeds"], rows,
     )  # fmt: skip
     measured = [s for s in sizes if s in cer]
-    pairs = list(zip(measured, measured[1:], strict=False))
-    holds = []
-    for smaller, larger in pairs:
+    signs = []
+    for smaller, larger in itertools.pairwise(measured):
         diff = compare_seeds(cer[smaller], cer[larger])  # > 0: larger is better
-        holds.append(diff.sign == 1)
-        se = "n/a" if diff.se is None else f"{diff.se:.2f}"
-        diff_text = "n/a" if diff.diff is None else f"{diff.diff:.1f}"
+        signs.append(diff.sign)
+        verdict = {1: "beyond 2 SE", -1: "higher, beyond 2 SE"}.get(
+            diff.sign, "one seed: no SE" if diff.se is None else "not beyond 2 SE"
+        )
         lines.append(
-            f"- `{larger}` vs `{smaller}`: CER lower by {diff_text} (SE {se}): "
-            + ("beyond 2 SE" if diff.sign == 1 else "not beyond 2 SE")
+            f"- `{larger}` vs `{smaller}`: CER lower by {_fmt(diff.diff)} (SE "
+            f"{_fmt(diff.se, 2)}): {verdict}"
         )
     lines.append("")
     text = (
@@ -87,11 +89,19 @@ def _ladder_section(
         )
         + ")"
     )
-    if len(pairs) == 0:
-        verdicts.append(f"- **Not measured**: {text}.")
+    unfinished = [s for s in sizes if s not in cer]
+    if unfinished or not signs:
+        verdicts.append(
+            f"- **Not measured**: {text}; not finished: {', '.join(unfinished)}."
+            if unfinished
+            else f"- **Not measured**: {text}."
+        )
     else:
-        verdicts.append(f"- **{'Holds' if all(holds) else 'Does not hold'} here**: "
-                        f"{text}.")  # fmt: skip
+        # Holds where every larger base is better beyond 2 SE; does not hold
+        # where one is worse by that margin; not measurable otherwise.
+        word = ("Holds" if all(v == 1 for v in signs)
+                else "Does not hold" if -1 in signs else "Not measurable")  # fmt: skip
+        verdicts.append(f"- **{word} here**: {text}.")
     return lines
 
 
