@@ -513,8 +513,10 @@ def test_difficulty_section(tmp_path):
     _study(tmp_path, "difficulty", runs, corpora=corpora)
     text = write_report(tmp_path).read_text(encoding="utf-8")
     assert "## Clean vs realistic speech (Spanish)" in text
-    assert _rows(text, "clean")[0][1:4] == ["10min", "41.0 ± 1.4", "20.5 ± 0.7"]
-    assert _rows(text, "realistic")[0][1:4] == ["10min", "95.5 ± 0.7", "72.5 ± 3.5"]
+    scratch, xfer = _rows(text, "10min")
+    assert scratch[1:] == ["from scratch", "41.0 ± 1.4", "95.5 ± 0.7", "+54.5 (SE 1.1)"]
+    assert xfer[1:] == ["transfer", "20.5 ± 0.7", "72.5 ± 3.5", "+52.0 (SE 2.5)"]
+    assert "- realistic, 10min: transfer - scratch -23.0 (SE 2.5)" in text
     assert (
         "- **Holds here**: Spanish, realistic, 10min: transfer (test CER 72.5)" in text
     )
