@@ -291,7 +291,8 @@ def test_continual_section_table(continual_study):
         "English within 5 % relative of the base (WER 20.0, CER 5.0) and at least "
         "90 % of full fine-tuning's target gain (WER 50.0 -> 11.0, CER 12.5 -> "
         "2.8), both in WER and in CER, on seed means (each method's worse "
-        "measure): replay25 (3.5 % English, 96 % of the gain)."
+        "measure): rehearsal, 25% of each batch English (3.5 % English, 96 % of "
+        "the gain)."
     ) in text
     assert "- **Holds here**: en_medical: rehearsal, 25% of each batch English" in text
     figure = folder / "figures" / "continual_en_medical.png"
@@ -376,7 +377,7 @@ def test_forgetting_seen_in_cer_where_wer_saturates(continual_study, monkeypatch
     assert replay[5] == "1.0 / 50.0"
     goal = next(line for line in text.splitlines()
                 if line.startswith("English within 5 % relative"))  # fmt: skip
-    assert "replay25" not in goal  # met in WER (+1.0 %), not in CER (+50.0 %)
+    assert "rehearsal" not in goal  # met in WER (+1.0 %), not in CER (+50.0 %)
     assert ("**Does not hold here**: en_medical: rehearsal, 25% of each batch "
             "English keeps more English than full fine-tuning (English test CER "
             "60.0 vs 40.5).") in text  # fmt: skip

@@ -311,7 +311,8 @@ def _continual_task(
         ],
         rows,
     )
-    lines.append(_goal_line(numbers, base_english, base_target, full_target))
+    labels = {m: _continual_label(study, m, g) for m, g in groups.items()}
+    lines.append(_goal_line(numbers, base_english, base_target, full_target, labels))
     lines.append("")
     panels = []
     for i, key in enumerate(MEASURES):
@@ -366,12 +367,15 @@ def _worst(values, pick) -> float | None:
     return pick(measured) if measured else None
 
 
-def _goal_line(numbers: dict, english: dict, target: dict, full: dict) -> str:
+def _goal_line(
+    numbers: dict, english: dict, target: dict, full: dict, labels: dict | None = None
+) -> str:
     """Which methods keep English within 5 % of the base with >= 90 % of the gain.
 
     ``numbers``: method -> (English change, % rel.; share of full's gain, %), each
     the worse of WER and CER; ``english``, ``target``, ``full``: measure -> the
-    base's English score, the base's and full fine-tuning's target scores.
+    base's English score, the base's and full fine-tuning's target scores;
+    ``labels``: method -> its name in the table.
     """
     if any(None in (english.get(k), target.get(k), full.get(k)) for k in MEASURES):
         return "Not measured: the base's or full fine-tuning's scores are missing."
@@ -386,7 +390,8 @@ def _goal_line(numbers: dict, english: dict, target: dict, full: dict) -> str:
 
     def text(m):
         rel, share = candidates[m]
-        return f"{m} ({_fmt(rel, 1)} % English, {_fmt(share, 0)} % of the gain)"
+        name = (labels or {}).get(m, m)
+        return f"{name} ({_fmt(rel, 1)} % English, {_fmt(share, 0)} % of the gain)"
 
     def scores(of: dict, to: dict | None = None) -> str:
         return ", ".join(
