@@ -952,3 +952,34 @@ def test_freezing_planned_but_not_finished(tmp_path):
     section = text.split("## 6. Freezing ablation")[1].split("## 7.")[0]
     assert "No freezing runs finished." in section
     assert "make study" not in section
+
+
+def test_a_paused_epoch_counts_at_its_runs_median(tmp_path):
+    """An epoch stopped for a while (here 900 s among 10 s epochs) does not count
+    as training: seconds per epoch and the cumulative seconds discount it, the
+    setup says how many were, and metrics.jsonl keeps the clock as it ran."""
+    from xlt_plugin.runs import read_metrics
+    from xlt_plugin.study.reader import Study, seconds_per_epoch
+
+    name = "language_es_xfer_s1"
+    folder = tmp_path / "runs" / name
+    path = metrics_path(folder)
+    elapsed = 0.0
+    for epoch, seconds in enumerate([10.0, 900.0, 11.0, 10.0], start=1):
+        elapsed += seconds
+        append_metrics(path, {"epoch": epoch, "stage": "train", "loss": 1.0,
+                              "CER": None, "WER": None, "seconds": seconds,
+                              "elapsed": elapsed, "trainable_params": 1})  # fmt: skip
+        append_metrics(path, {"epoch": epoch, "stage": "valid", "CER": 50.0 - epoch,
+                              "WER": 90.0, "elapsed": elapsed})  # fmt: skip
+    append_metrics(path, {"epoch": 4, "stage": "test", "CER": 40.0, "WER": 80.0,
+                          "test_set": "test", "zero_shot": False})  # fmt: skip
+    _study(tmp_path, "full", [_run(name, "language", "xfer", data="es")])
+    study = Study(tmp_path)
+    records = study.records[name]
+    assert seconds_per_epoch(records) == 10.25  # of 10, 10.5 (the median), 11, 10
+    assert [r["elapsed"] for r in records if r.get("stage") == "valid"] == [
+        10.0, 20.5, 31.5, 41.5]  # fmt: skip
+    text = write_report(tmp_path).read_text(encoding="utf-8")
+    assert "Training seconds here count 1 paused epochs of 1 runs" in text
+    assert max(r["seconds"] for r in read_metrics(folder) if "seconds" in r) == 900.0

@@ -47,10 +47,74 @@ def parameter_count(folder: Path) -> int | None:
     return total
 
 
+#: An epoch that took more than this many times its run's median training
+#: seconds was paused (the study stopped mid-epoch, e.g. while a test suite used
+#: the machine); contention alone (two runs and a test suite on 2 cores) took up
+#: to 2.6x here. :func:`discount_pauses` counts such an epoch at the median.
+PAUSED_EPOCH_FACTOR = 3.0
+
+
+def discount_pauses(records: list[dict]) -> tuple[list[dict], int]:
+    """The records with each paused epoch's training seconds at the run's median.
+
+    A paused epoch (over :data:`PAUSED_EPOCH_FACTOR` times the median of the
+    run's epochs, with 3 epochs or more) gives its excess back: its ``seconds``
+    become the median, and every ``elapsed`` from that epoch on is that much
+    lower, so seconds per epoch and seconds to a dev CER measure training, not
+    the pause.
+
+    Returns
+    -------
+    (records, paused)
+        New records (the originals are left as they are) and how many epochs
+        were discounted.
+
+    Example
+    -------
+    >>> lines = [{"epoch": e, "stage": "train", "seconds": s, "elapsed": t}
+    ...          for e, s, t in [(1, 10.0, 10.0), (2, 900.0, 910.0), (3, 11.0, 921.0)]]
+    >>> fixed, paused = discount_pauses(lines)
+    >>> [(r["seconds"], r["elapsed"]) for r in fixed], paused
+    ([(10.0, 10.0), (11.0, 21.0), (11.0, 32.0)], 1)
+    """
+    train = [r for r in stage_lines(records, "train") if r.get("seconds") is not None]
+    if len(train) < 3:
+        return records, 0
+    median = statistics.median(r["seconds"] for r in train)
+    excess = {
+        r["epoch"]: r["seconds"] - median
+        for r in train
+        if r["seconds"] > PAUSED_EPOCH_FACTOR * median
+    }
+    if not excess:
+        return records, 0
+    fixed = []
+    for record in records:
+        record = dict(record)
+        if record.get("elapsed") is not None:
+            record["elapsed"] -= sum(
+                v for e, v in excess.items() if e <= record.get("epoch", 0)
+            )
+        if record.get("stage") == "train" and record["epoch"] in excess:
+            record["seconds"] = median
+        fixed.append(record)
+    return fixed, len(excess)
+
+
 def seconds_per_epoch(records: list[dict]) -> float | None:
-    """Mean training seconds per epoch."""
+    """Median training seconds per epoch.
+
+    The median, as a run paused mid-epoch (a study stopped for a while, then
+    continued) counts the pause in that epoch's seconds.
+
+    Example
+    -------
+    >>> seconds_per_epoch([{"epoch": e, "stage": "train", "seconds": s}
+    ...                    for e, s in enumerate([250.0, 1085.0, 240.0], 1)])
+    250.0
+    """
     train = [r["seconds"] for r in stage_lines(records, "train")]
-    return statistics.mean(train) if train else None
+    return statistics.median(train) if train else None
 
 
 def epochs_to_reach(curve: list[dict], target: float) -> int | None:
@@ -152,7 +216,11 @@ class Study:
         self.folder = Path(folder)
         self.manifest = json.loads((self.folder / "study.json").read_text())
         self.runs = {r["name"]: r for r in self.manifest["runs"]}
-        self.records = {name: read_metrics(self.path(name)) for name in self.runs}
+        self.records, self.paused = {}, {}  # run -> records; -> paused epochs
+        for name in self.runs:
+            self.records[name], self.paused[name] = discount_pauses(
+                read_metrics(self.path(name))
+            )
 
     def corpus_folder(self, name: str) -> Path:
         """Corpus ``name``'s folder: the study's own ``data/<name>`` when there.

@@ -41,6 +41,7 @@ from xlt_plugin.study.evidence import _evidence, compare_seeds
 from xlt_plugin.study.figures import convergence_figure, dev_cer_figure
 from xlt_plugin.study.markdown import _fmt, _mean_std, _table, _variant_label
 from xlt_plugin.study.reader import (
+    PAUSED_EPOCH_FACTOR,
     Study,
     _train_minutes,
     convergence_ratio,
@@ -652,6 +653,17 @@ def _setup_section(study: Study) -> list[str]:
         "per-epoch numbers are in `runs/<run>/metrics.jsonl`.",
         "",
     ]
+    # One count per run folder (a run under a second name is the same folder).
+    paused = {study.path(n): k for n, k in study.paused.items() if k}
+    if paused:
+        lines += [
+            f"Training seconds here count {sum(paused.values())} paused epochs of "
+            f"{len(paused)} runs (each over {PAUSED_EPOCH_FACTOR:g} times its run's "
+            "median: the study was stopped mid-epoch) at their run's median, in "
+            "seconds per epoch and seconds to a dev CER alike; `metrics.jsonl` "
+            "keeps the clock as it ran.",
+            "",
+        ]
     return lines
 
 
