@@ -38,6 +38,14 @@ SIZES = ("10min", "30min", "all")
 #: Seeds of the ladder bases' transfers at ``all`` (the claim is about small
 #: data: the 10- and 30-minute columns get every seed).
 ALL_SIZE_SEEDS = 1
+#: Seeds of the English base ladder. Two first; the third was added when the
+#: first two left quartznet_tiny's test CER 3.7 apart (39.5, 43.2: a seed that
+#: leaves CTC's blank plateau later has fewer of its 10 epochs left), where two
+#: seeds could not resolve a step of the ladder smaller than about 4 CER.
+EN_LADDER_SEEDS = 3
+#: Seeds of the Mandarin base ladder (the Cantonese source; not a claim of the
+#: paper's, so the budget's first cut).
+ZH_LADDER_SEEDS = 2
 
 
 def _definition(run: Run) -> tuple:
@@ -182,9 +190,10 @@ def full_profile(seeds: int = 3) -> Profile:
     accents and two domains; larger bases are better even on small data;
     transfer converges faster) and the plugin's own (the remapped head, freezing
     and continual learning, bases by size, clean vs realistic, augmentation).
-    The ladder bases (English, and Mandarin for Cantonese) get at most 2 seeds
-    and their transfers at all of the Spanish data :data:`ALL_SIZE_SEEDS` (the
-    claim is about small data).
+    The ladder bases get at most :data:`EN_LADDER_SEEDS` (English) and
+    :data:`ZH_LADDER_SEEDS` (Mandarin, for Cantonese) seeds, and their transfers
+    at all of the Spanish data :data:`ALL_SIZE_SEEDS` (the claim is about small
+    data).
 
     Example
     -------
@@ -205,9 +214,12 @@ def full_profile(seeds: int = 3) -> Profile:
     # it measures worse) and whether larger bases are better English models
     # decide how the rest is run or read, so they are not left to the end; the
     # rest of the regime's evidence (clean vs realistic, the Mandarin ladder)
-    # comes before the long continual task.
+    # comes before the long continual task. The English ladder's third seed
+    # (added once two had trained) comes after the clean-vs-realistic runs: the
+    # union keeps each run where it first appears.
     order = [remap_profile(seeds), augment_profile(seeds), bases_profile(min(seeds, 2))]
-    order += [difficulty_profile(seeds), bases_zh_profile(min(seeds, 2)), continual]
+    order += [difficulty_profile(seeds), bases_profile(min(seeds, EN_LADDER_SEEDS))]
+    order += [bases_zh_profile(min(seeds, ZH_LADDER_SEEDS)), continual]
     profile = union("full", [*order, paper], "")
     profile.forgetting = [
         (f"language_es_xfer_s{seed}", EN_BASE) for seed in range(1, seeds + 1)
@@ -222,8 +234,9 @@ def full_profile(seeds: int = 3) -> Profile:
         f"speech; realistic corpora, {seeds} seeds. About {hours:.0f} h on 2 CPU "
         "cores (estimated): above the 4 h the study was asked to fit, because "
         "three seeds of every comparison cost that much; nothing was cut but the "
-        f"seeds of the ladder (at most 2) and of its transfers at all of the data "
-        f"({ALL_SIZE_SEEDS}). Augmentation is off in every run: the recipes "
+        f"seeds of the Mandarin ladder (at most {ZH_LADDER_SEEDS}) and of the "
+        f"English ladder's transfers at all of the data ({ALL_SIZE_SEEDS}). "
+        "Augmentation is off in every run: the recipes "
         "train with it since the augment task measured it better, but this "
         "edition's first 120 runs had trained without it, and with it the rest "
         "would take about twice as long. A rerun reuses finished runs."
