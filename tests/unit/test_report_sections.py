@@ -952,6 +952,9 @@ def test_freezing_planned_but_not_finished(tmp_path):
     section = text.split("## 6. Freezing ablation")[1].split("## 7.")[0]
     assert "No freezing runs finished." in section
     assert "make study" not in section
+    convergence = text.split("## 5. Convergence")[1].split("## 6.")[0]
+    assert "No transfer finished beside a scratch run of its seed." in convergence
+    assert "| task |" not in convergence  # no empty table
 
 
 def test_a_paused_epoch_counts_at_its_runs_median(tmp_path):

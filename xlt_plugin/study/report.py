@@ -452,6 +452,8 @@ def _convergence_section(study: Study, figures: Path, verdicts: list) -> list[st
         )
         lines.append(f"![{task} {data}](figures/{name})")
         lines.append("")
+    if not rows:
+        return lines + ["No transfer finished beside a scratch run of its seed.", ""]
     lines += _table(
         [
             "task",
