@@ -148,6 +148,12 @@ def test_remap_section_table_verdicts_and_winner(remap_study):
         "Difference +2.0"
     ) in text
     assert "- **Holds here**: es, 10min: calibrate" in text
+    # The winner's claims are the remapped head's; the unremedied head's are
+    # counted apart (the recipes before issue 13), not against the default.
+    assert _rows(text, "The remapped head (rows of shared tokens kept)")[0][1:] == [
+        "1", "0", "0", "0"]  # fmt: skip
+    assert _rows(text, "The remapped head without a remedy (the recipes before "
+                 "issue 13)")[0][1:] == ["0", "1", "0", "0"]  # fmt: skip
 
 
 def _set_epoch1(study, variant, cer_of_seed):

@@ -42,8 +42,15 @@ def _remap_label(study: Study, run: dict) -> str:
     return f"{run['variant']} ({what})" if what else run["variant"]
 
 
-def remap_section(study: Study, verdicts: list) -> list[str]:
-    """Issue 13: language x size x variant, seeds, verdicts, the overall winner."""
+def remap_section(
+    study: Study, verdicts: list, without_remedy: list | None = None
+) -> list[str]:
+    """Issue 13: language x size x variant, seeds, verdicts, the overall winner.
+
+    The winner's claims go to ``verdicts``; those of the head remapped without a
+    remedy (``xfer``, the recipes before issue 13) to ``without_remedy`` when
+    given: history, not a claim of the default.
+    """
     lines = ["## Remap remedies", ""]
     runs = study.select(task="remap")
     if not runs:
@@ -137,7 +144,7 @@ def remap_section(study: Study, verdicts: list) -> list[str]:
         *cell_lines,
         "",
     ]
-    lines += _remap_winner(against, labels, len(cells), verdicts)
+    lines += _remap_winner(against, labels, len(cells), verdicts, without_remedy)
     lines += _remap_winner_per_family(against, labels, cells, strategy_of)
     return lines
 
@@ -189,12 +196,17 @@ def _best_start(summary: dict, n_cells: int) -> tuple[str, list[str]]:
 
 
 def _remap_winner(
-    against: dict, labels: dict, n_cells: int, verdicts: list
+    against: dict,
+    labels: dict,
+    n_cells: int,
+    verdicts: list,
+    without_remedy: list | None = None,
 ) -> list[str]:
     """The overall table of each variant against the re-initialised head.
 
     ``against``: variant -> [((language, size), (test, zero-shot, epoch-1
-    Differences against the re-initialised head)), ...].
+    Differences against the re-initialised head)), ...]. The winner's claims go
+    to ``verdicts``, the unremedied head's (``xfer``) to ``without_remedy``.
     """
     summary = _remap_summary(against)
     rows = [
@@ -247,8 +259,10 @@ def _remap_winner(
         )
     lines.append("")
     for variant in dict.fromkeys(["xfer", winner]):
+        claims = verdicts if variant == winner or without_remedy is None else (
+            without_remedy)  # fmt: skip
         for (lang, size), (d, _, _) in against.get(variant, []):
-            verdicts.append(
+            claims.append(
                 _evidence(
                     d,
                     f"{lang}, {size}: {labels[variant]} ends below the "

@@ -82,6 +82,7 @@ PAPER_CLAIMS = (
 #: The plugin's own claims, by what they are about.
 OWN_CLAIMS = (
     "The remapped head (rows of shared tokens kept)",
+    "The remapped head without a remedy (the recipes before issue 13)",
     "Freezing",
     "Continuous learning (adapting without forgetting)",
     "The regime: bases by size, augmentation, clean vs realistic speech",
@@ -725,7 +726,7 @@ def write_report(study_dir: str | Path) -> Path:
     paper_claims: dict[str, list[str]] = {title: [] for title in PAPER_CLAIMS}
     own_claims: dict[str, list[str]] = {title: [] for title in OWN_CLAIMS}
     scratch, sizes, speed = paper_claims.values()
-    head_rows, freezing, continual, regime = own_claims.values()
+    head_rows, head_without_remedy, freezing, continual, regime = own_claims.values()
     body = []
     if paper:
         body += _language_section(study, scratch, head_rows)
@@ -742,7 +743,7 @@ def write_report(study_dir: str | Path) -> Path:
     if "difficulty" in own:
         body += difficulty_section(study, regime)
     if "remap" in own:
-        body += remap_section(study, head_rows)
+        body += remap_section(study, head_rows, head_without_remedy)
     if "continual" in own:
         body += continual_section(study, figures, continual)
     # A task view (``xlt report --task``) is named "PROFILE: TASK, TASK".
