@@ -22,7 +22,7 @@ $(STAMP): setup.cfg setup.py pyproject.toml constraints.txt
 demo: setup
 	$(BIN)/xlt study --profile demo --out results/study
 
-# The full study: every table with seeds, ~17 h on 2 CPU cores; resumable.
+# The full study: every table with seeds, ~18 h on 2 CPU cores; resumable.
 # `make study SEEDS=1` is the one-seed cut (~7 h): directions, no verdicts.
 SEEDS ?= 3
 study: setup
