@@ -260,6 +260,7 @@ def _continual_task(
         base_target[key] = _mean(scores.get("base", ([], []))[i])
         base_english[key] = _mean(scores.get("base", ([], [], [], []))[2 + i])
         full_target[key] = _mean(scores.get("full", ([], []))[i])
+    labels = {m: _continual_label(study, m, g) for m, g in groups.items()}
     rows = []
     for method, method_scores in scores.items():
         t_wer, t_cer, s_wer, s_cer = method_scores
@@ -276,11 +277,7 @@ def _continual_task(
             if gain and gain > 0 and method not in ("base", "scratch"):
                 share[key] = 100 * (base_target[key] - target) / gain
         numbers[method] = (_worst(rel.values(), max), _worst(share.values(), min))
-        label = (
-            "base as is (zero-shot)"
-            if method == "base"
-            else _continual_label(study, method, group)
-        )
+        label = "base as is (zero-shot)" if method == "base" else labels[method]
         secs = [seconds_per_epoch(study.records[r["name"]]) for r in group]
         rows.append(
             [
@@ -311,14 +308,13 @@ def _continual_task(
         ],
         rows,
     )
-    labels = {m: _continual_label(study, m, g) for m, g in groups.items()}
     lines.append(_goal_line(numbers, base_english, base_target, full_target, labels))
     lines.append("")
     panels = []
     for i, key in enumerate(MEASURES):
         points = [
             (
-                "base as is" if m == "base" else _continual_label(study, m, groups[m]),
+                "base as is" if m == "base" else labels[m],
                 _mean_sd(values[i]),
                 _mean_sd(values[2 + i]),
             )
@@ -339,7 +335,7 @@ def _continual_task(
     for method, values in scores.items():
         if method in ("base", "full", "scratch") or not full_scores[2]:
             continue
-        label = _continual_label(study, method, groups[method])
+        label = labels[method]
         for i, key in enumerate(MEASURES):
             english, full_english = values[2 + i], full_scores[2 + i]
             verdicts.append(
