@@ -422,7 +422,8 @@ def test_bases_section_holds_when_every_larger_base_is_better(tmp_path):
          "quartznet_small": [38.0, 38.6]},
     )  # fmt: skip
     assert "## English bases by size" in text
-    assert len(_rows(text, "`quartznet_mini`")) == 1
+    (mini,) = _rows(text, "`quartznet_mini`")
+    assert mini[2:4] == ["45.5 ± 0.7", "45.0, 46.0"]  # mean ± sd, each seed
     assert "- `quartznet_small` vs `quartznet_mini`: CER lower by 7.2" in text
     assert "- **Holds here**: English test CER strictly decreases" in text
 

@@ -60,14 +60,15 @@ def _ladder_section(
             f"`{size}`",
             _fmt(parameter_count(study.path(group[0]["name"])) or 0, 0),
             _mean_std([v for v in cer[size] if v is not None]),
+            ", ".join(_fmt(v) for v in cer[size]),
             _mean_std([v for v in wer if v is not None]),
             _mean_std([v for v in seconds if v is not None]),
             epochs_cell(study, group),
             str(len([v for v in cer[size] if v is not None])),
         ])  # fmt: skip
     lines += _table(
-        ["encoder", "parameters", "test CER", "test WER", "s/epoch", "epochs",
-         "seeds"], rows,
+        ["encoder", "parameters", "test CER", "test CER per seed", "test WER",
+         "s/epoch", "epochs", "seeds"], rows,
     )  # fmt: skip
     measured = [s for s in sizes if s in cer]
     signs = []
