@@ -249,3 +249,21 @@ def test_an_interrupted_run_counts_only_its_epochs_left():
     assert fresh == pytest.approx(full)
     assert resumed == pytest.approx((full - RUN_OVERHEAD_SECONDS) / 2
                                     + RUN_OVERHEAD_SECONDS)  # fmt: skip
+
+
+def test_plan_names_the_runs_started_and_not_finished(tmp_path):
+    """A run folder with its definition and one trained epoch, no final test:
+    the plan names it with its epochs, and counts only the epochs it has left."""
+    from xlt_plugin.study.estimates import planned_epochs
+
+    profile = remap_tiny_profile(1)
+    base = next(r for r in profile.trained() if r.task == "base")
+    folder = tmp_path / "runs" / base.name
+    folder.mkdir(parents=True)
+    write_definition(folder, dataclasses.asdict(base))
+    append_metrics(metrics_path(folder), {"epoch": 1, "stage": "train", "loss": 1.0,
+                   "seconds": 1.0, "elapsed": 1.0})  # fmt: skip
+    text = plan(profile, tmp_path)
+    assert (f"  started, not finished: {base.name} (epoch 1 of "
+            f"{planned_epochs(base)})") in text  # fmt: skip
+    assert "started, not finished" not in plan(profile, tmp_path / "elsewhere")

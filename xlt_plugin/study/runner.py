@@ -28,7 +28,7 @@ from pathlib import Path
 
 from xlt_plugin.resources import recipes_folder
 from xlt_plugin.runs import final_tests, is_finished, read_metrics, trained_epochs
-from xlt_plugin.study.estimates import describe
+from xlt_plugin.study.estimates import describe, planned_epochs
 from xlt_plugin.study.profiles import PROFILES, SEEDED
 from xlt_plugin.study.profiles import gpu_profile as gpu_profile  # for gpu_check.sh
 from xlt_plugin.study.spec import CORPUS_REF, Corpus, Profile, Run
@@ -415,6 +415,15 @@ def plan(profile: Profile, out: Path, jobs: int = 2) -> str:
         "(an estimate).",
         *(f"  changed: {name}" for name in changed),
     ]
+    # Runs with a folder of their own that have not finished: running now, or
+    # interrupted (a rerun resumes them first).
+    begun = [
+        f"{run.name} (epoch {started[run.name]} of {planned_epochs(run)})"
+        for run in trained
+        if run.name in started and (run_folder(out / "runs", run) / DEFINITION).exists()
+    ]
+    if begun:
+        lines.append("  started, not finished: " + ", ".join(begun))
     if len(left["task_hours"]) > 1:
         lines.append(
             "  each task's last run ends in about: "
