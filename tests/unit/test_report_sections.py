@@ -525,6 +525,7 @@ def test_difficulty_section(tmp_path):
     assert scratch[1:] == ["from scratch", "41.0 ± 1.4", "95.5 ± 0.7", "+54.5 (SE 1.1)"]
     assert xfer[1:] == ["transfer", "20.5 ± 0.7", "72.5 ± 3.5", "+52.0 (SE 2.5)"]
     assert "- realistic, 10min: transfer - scratch -23.0 (SE 2.5)" in text
+    assert "- 10min, transfer: clean 20.0, 21.0; realistic 70.0, 75.0" in text
     assert (
         "- **Holds here**: Spanish, realistic, 10min: transfer (test CER 72.5)" in text
     )

@@ -128,7 +128,7 @@ def difficulty_section(study: Study, verdicts: list) -> list[str]:
         conditions = corpora.get(r["data"], {}).get("conditions")
         cell = cer.setdefault((r["size"], r["variant"]), {})
         cell.setdefault(conditions, []).append(study.final(r))
-    rows, gaps = [], []
+    rows, gaps, seeds = [], [], []
     for size in ("10min", "all"):
         for variant, start in (("scratch", "from scratch"), ("xfer", "transfer")):
             cell = cer.get((size, variant))
@@ -137,6 +137,10 @@ def difficulty_section(study: Study, verdicts: list) -> list[str]:
             clean, realistic = cell.get("clean", []), cell.get("realistic", [])
             rows.append([size, start, _mean_std(clean), _mean_std(realistic),
                          _diff_text(compare_seeds(realistic, clean))])  # fmt: skip
+            seeds.append(
+                f"- {size}, {start}: clean {', '.join(map(_fmt, clean)) or 'n/a'}; "
+                f"realistic {', '.join(map(_fmt, realistic)) or 'n/a'}"
+            )
         for conditions in ("clean", "realistic"):
             xfer = cer.get((size, "xfer"), {}).get(conditions, [])
             scratch = cer.get((size, "scratch"), {}).get(conditions, [])
@@ -155,6 +159,10 @@ def difficulty_section(study: Study, verdicts: list) -> list[str]:
         ["training data", "start", "clean", "realistic", "realistic - clean"], rows
     )
     return lines + [
+        "Test CER per seed:",
+        "",
+        *seeds,
+        "",
         "What transfer gains over scratch, per corpus (negative: transfer is better):",
         "",
         *gaps,
