@@ -398,12 +398,12 @@ def plan(profile: Profile, out: Path, jobs: int = 2) -> str:
         if (out / "data" / c.name / "validated.tsv").exists()
     }
     # An interrupted run resumes from its last epoch: count only what it has left.
-    started = {
+    epochs_done = {
         run.name: trained_epochs(read_metrics(run_folder(out / "runs", run)))
         for run in trained
         if run.name not in finished and run.name not in changed
     }
-    left = estimate(profile, jobs, frozenset(finished | made), started)
+    left = estimate(profile, jobs, frozenset(finished | made), epochs_done)
     hours = "no CPU estimate"
     if left["hours"] is not None:
         hours = f"about {left['hours']:.1f} h left on {jobs} one-thread jobs"
@@ -418,9 +418,10 @@ def plan(profile: Profile, out: Path, jobs: int = 2) -> str:
     # Runs with a folder of their own that have not finished: running now, or
     # interrupted (a rerun resumes them first).
     begun = [
-        f"{run.name} (epoch {started[run.name]} of {planned_epochs(run)})"
+        f"{run.name} (epoch {epochs_done[run.name]} of {planned_epochs(run)})"
         for run in trained
-        if run.name in started and (run_folder(out / "runs", run) / DEFINITION).exists()
+        if run.name in epochs_done
+        and (run_folder(out / "runs", run) / DEFINITION).exists()
     ]
     if begun:
         lines.append("  started, not finished: " + ", ".join(begun))
