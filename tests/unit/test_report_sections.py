@@ -408,7 +408,7 @@ def _bases_study(folder, cers):
         for seed, cer in enumerate(values, start=1):
             name = f"bases_{preset}_s{seed}"
             run = _run(name, "bases", preset, data="en", language="en", size=preset,
-                       seed=seed)  # fmt: skip
+                       seed=seed, overrides={"encoder_preset": preset})  # fmt: skip
             runs.append(run)
             _metrics(folder / "runs" / name, {"test": (cer, 2 * cer)})
     _study(folder, "bases", runs)
@@ -426,6 +426,10 @@ def test_bases_section_holds_when_every_larger_base_is_better(tmp_path):
     assert mini[2:4] == ["45.5 ± 0.7", "45.0, 46.0"]  # mean ± sd, each seed
     assert "- `quartznet_small` vs `quartznet_mini`: CER lower by 7.2" in text
     assert "- **Holds here**: English test CER strictly decreases" in text
+    # The setup's run table names the encoder each base was given, not only the
+    # YAML that all the bases share.
+    (run,) = _rows(text, "bases_quartznet_mini_s1")
+    assert run[2] == "es_xfer.yaml (encoder_preset: quartznet_mini)"
 
 
 def test_bases_section_does_not_hold_within_seed_noise(tmp_path):

@@ -604,6 +604,24 @@ def _forgetting_section(study: Study) -> list[str]:
     ]
 
 
+def _hparams(run: dict) -> str:
+    """A run's hparams file, with the encoder it was given if it overrides it.
+
+    The bases of a ladder share one YAML; without the preset a reader would take
+    a 0.10M-parameter base for the file's own encoder.
+
+    Example
+    -------
+    >>> _hparams({"hparams": "quartznet_small.yaml",
+    ...           "overrides": {"encoder_preset": "quartznet_tiny"}})
+    'quartznet_small.yaml (encoder_preset: quartznet_tiny)'
+    >>> _hparams({"hparams": "es_xfer.yaml", "overrides": {}})
+    'es_xfer.yaml'
+    """
+    preset = run.get("overrides", {}).get("encoder_preset")
+    return f"{run['hparams']} (encoder_preset: {preset})" if preset else run["hparams"]
+
+
 def _setup_section(study: Study) -> list[str]:
     lines = ["## Setup", "", SYNTHETIC_NOTE, ""]
     rows = []
@@ -633,14 +651,14 @@ def _setup_section(study: Study) -> list[str]:
         records = study.records[run["name"]]
         if not final_tests(records):
             rows.append(
-                [run["name"], run["recipe"], run["hparams"], "not finished", "", "", ""]
+                [run["name"], run["recipe"], _hparams(run), "not finished", "", "", ""]
             )
             continue
         rows.append(
             [
                 run["name"],
                 run["recipe"],
-                run["hparams"],
+                _hparams(run),
                 _fmt(parameter_count(study.path(run["name"]))),
                 str(study.epochs(run)),
                 str(run["seed"]),
