@@ -83,7 +83,11 @@ def test_full_profile_definition():
     assert {r.name for r in profile.runs if r.task == "bases"} >= {
         "bases_quartznet_small_s2"}  # fmt: skip
     size = [r for r in profile.runs if r.task == "size" and r.variant == "xfer"]
-    assert {r.base for r in size} == {
+    # Seed k of a transfer starts from seed k of its base.
+    assert {(r.seed, r.base) for r in size if "mini" in r.base} == {
+        (seed, f"bases_quartznet_mini_s{seed}") for seed in (1, 2)
+    }  # fmt: skip
+    assert {r.base for r in size if r.size == "all"} == {
         "bases_quartznet_tiny_s1", "bases_quartznet_mini_s1", "bases_quartznet_small_s1"
     }  # fmt: skip
     assert {r.size for r in size if r.seed == 2} == {"10min", "30min"}

@@ -625,6 +625,38 @@ def test_size_section_with_three_bases(tmp_path):
             "`bases_tiny_s1` 20.0.") in text  # fmt: skip
 
 
+def test_size_section_with_a_base_per_seed(tmp_path):
+    """Seed k transfers from base seed k: a column per size, over its bases."""
+    runs = []
+    english = {"tiny": [40.0, 44.0], "mini": [36.0, 32.0]}
+    transfers = {"tiny": [30.0, 32.0], "mini": [26.0, 27.0]}
+    for preset, parameters in (("tiny", 100), ("mini", 300)):
+        for seed in (1, 2):
+            base = f"bases_{preset}_s{seed}"
+            runs.append(_run(base, "bases", preset, data="en_ladder", language="en",
+                             seed=seed))  # fmt: skip
+            _metrics(tmp_path / "runs" / base, {"test": (english[preset][seed - 1],
+                                                         90.0)})  # fmt: skip
+            _model(tmp_path / "runs" / base, parameters)
+            name = f"size_es_{preset}_10min_s{seed}"
+            runs.append(_run(name, "size", "xfer", data="es_10min", size="10min",
+                             seed=seed, base=base))  # fmt: skip
+            _metrics(tmp_path / "runs" / name, {"test": (transfers[preset][seed - 1],
+                                                         80.0)})  # fmt: skip
+    _study(tmp_path, "full", runs)
+    text = write_report(tmp_path).read_text(encoding="utf-8")
+    header = next(line for line in text.splitlines()
+                  if line.startswith("| fine-tuning data"))  # fmt: skip
+    assert header.endswith(
+        "| transfer CER from `tiny` (100 params; its 2 bases, one per seed) "
+        "| transfer CER from `mini` (300 params; its 2 bases, one per seed) |"
+    )
+    assert _rows(text, "10min")[0][3:] == ["31.0 ± 1.4", "26.5 ± 0.7"]
+    assert "`tiny` 42.0 ± 2.8, `mini` 34.0 ± 2.8" in text  # the bases, over seeds
+    assert ("- **Holds here**: larger base at 10min of fine-tuning data: `mini` "
+            "CER 26.5 vs `tiny` 31.0.") in text  # fmt: skip
+
+
 def test_accents_with_a_reinitialised_head(tmp_path):
     """The re-initialised head's column, and its claim among the plugin's own."""
     runs = []

@@ -160,11 +160,14 @@ def _paper_runs(seeds: int, scale: Scale, continual: Profile) -> list[Run]:
                 )  # fmt: skip
             if label == "all" and seed > ALL_SIZE_SEEDS:
                 continue
+            # Seed k fine-tunes base seed k: the claim is about a size of base,
+            # so its seeds sample the bases' training too, not one base each.
+            base_seed = (seed - 1) % min(seeds, EN_LADDER_SEEDS) + 1
             runs += [
                 Run(f"size_es_{preset}_{label}_s{seed}", "CommonVoice",
                     "es_xfer.yaml", data, "size", "xfer",
-                    base=f"bases_{preset}_s1", overrides={**LANGUAGE_HEAD, **over},
-                    **size)
+                    base=f"bases_{preset}_s{base_seed}",
+                    overrides={**LANGUAGE_HEAD, **over}, **size)
                 for preset in BASE_LADDER
             ]  # fmt: skip
         for plan in ("frozen_bn", "staged", "adapters"):
@@ -193,7 +196,7 @@ def full_profile(seeds: int = 3) -> Profile:
     The ladder bases get at most :data:`EN_LADDER_SEEDS` (English) and
     :data:`ZH_LADDER_SEEDS` (Mandarin, for Cantonese) seeds, and their transfers
     at all of the Spanish data :data:`ALL_SIZE_SEEDS` (the claim is about small
-    data).
+    data); seed k of a transfer fine-tunes seed k of its base.
 
     Example
     -------

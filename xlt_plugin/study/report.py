@@ -311,13 +311,32 @@ def _per_set_section(
     return lines
 
 
+def _base_groups(study: Study, bases: list[str]) -> dict[str, list[str]]:
+    """Bases grouped by what they are (corpus and encoder), labelled for tables.
+
+    A ladder gives each seed of a transfer its own base of a size (seed k from
+    base seed k), so that a size is compared over its bases' training and not
+    through one instance; one base alone keeps its run name as its label.
+    """
+    groups: dict[tuple, list[str]] = {}
+    for name in bases:
+        run = study.runs.get(name)
+        key = (run["data"], run["variant"]) if run else (name,)
+        groups.setdefault(key, []).append(name)
+    return {
+        (names[0] if len(names) == 1 else key[-1]): names
+        for key, names in groups.items()
+    }
+
+
 def _size_section(study: Study, verdicts: list) -> list[str]:
     """Transfers from bases of growing size at each fine-tuning size.
 
-    The bases are every base a ``size`` run transfers from, ordered by
-    parameters; where that is one base only (the small profiles), the Spanish
-    language runs at ``all`` bring the other. A claim compares each base with
-    the next larger one, at every fine-tuning size where both were measured.
+    The bases are every base a ``size`` run transfers from, grouped by encoder
+    (one base per seed, or one for all seeds) and ordered by parameters; where
+    that is one base only (the small profiles), the Spanish language runs at
+    ``all`` bring the other. A claim compares each size with the next larger
+    one, at every fine-tuning size where both were measured.
     """
     lines = ["## 4. Larger base vs smaller base", ""]
     planned = [r for r in study.manifest["runs"] if r["task"] == "size"]
@@ -334,55 +353,59 @@ def _size_section(study: Study, verdicts: list) -> list[str]:
     # With one base of its own, the size task borrows the language runs' base;
     # with more, a language run's base (trained on another corpus, scored on
     # another English test set) would only blur the ladder.
-    borrow = len({r["base"] for r in transfers}) < 2 and "all" in sizes
-    if borrow:
+    borrow = len(_base_groups(study, [r["base"] for r in transfers])) < 2
+    if borrow and "all" in sizes:
         transfers += [r for r in spanish if r["variant"] == "xfer"]
-    bases = list(dict.fromkeys(r["base"] for r in transfers))
+    groups = _base_groups(study, list(dict.fromkeys(r["base"] for r in transfers)))
 
-    def cer_of(size, **match):
-        runs = study.select(task="size", size=size, **match)
-        if size == "all":  # the full-size language runs double as this size
-            runs += study.select(task="language", language="es", **match)
+    def cer_of(size, names=(None,), **match):
+        runs = []
+        for name in names:
+            base = {"base": name} if name else {}
+            runs += study.select(task="size", size=size, **base, **match)
+            if size == "all":  # the full-size language runs double as this size
+                runs += study.select(task="language", language="es", **base, **match)
         return [study.final(r) for r in runs]
 
-    params = {name: parameter_count(study.path(name)) for name in bases}
-    bases.sort(key=lambda name: params[name] or 0)
+    params = {g: parameter_count(study.path(names[0])) for g, names in groups.items()}
+    labels = sorted(groups, key=lambda g: params[g] or 0)
     rows, measured_sizes = [], []
     for size in sizes:
         data = {r["data"] for r in planned if r["size"] == size}
         minutes = [_train_minutes(study, d) for d in data]
-        by_base = {b: cer_of(size, variant="xfer", base=b) for b in bases}
+        by_base = {g: cer_of(size, groups[g], variant="xfer") for g in labels}
         rows.append(
             [
                 size,
                 _fmt(minutes[0] if minutes else None),
                 _mean_std(cer_of(size, variant="scratch")),
-                *(_mean_std(by_base[b]) for b in bases),
+                *(_mean_std(by_base[g]) for g in labels),
             ]
         )
         if sum(bool(v) for v in by_base.values()) > 1:
             measured_sizes.append((size, by_base))
+
+    def header(group):
+        names = groups[group]
+        one = "" if len(names) == 1 else f"; its {len(names)} bases, one per seed"
+        return f"transfer CER from `{group}` ({_fmt(params[group])} params{one})"
+
     lines += _table(
-        [
-            "fine-tuning data",
-            "train minutes",
-            "scratch CER",
-            *(f"transfer CER from `{b}` ({_fmt(params[b])} params)" for b in bases),
-        ],
+        ["fine-tuning data", "train minutes", "scratch CER", *map(header, labels)],
         rows,
     )
     english = {}
-    for name in bases:
-        runs = study.select(name=name)
-        english[name] = study.final(runs[0]) if runs else None
+    for group in labels:
+        values = [study.final(r) for n in groups[group] for r in study.select(name=n)]
+        english[group] = _mean_std(values) if values else "n/a"
     lines += [
         "English test CER of the bases themselves: "
-        + ", ".join(f"`{b}` {_fmt(english[b])}" for b in bases)
+        + ", ".join(f"`{g}` {english[g]}" for g in labels)
         + " (a larger base is only a better start if it is a better English model).",
         "",
     ]
     for size, by_base in measured_sizes:
-        measured = [b for b in bases if by_base[b]]
+        measured = [g for g in labels if by_base[g]]
         for small, large in itertools.pairwise(measured):
             verdicts.append(
                 _claim(
