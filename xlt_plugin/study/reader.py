@@ -277,8 +277,65 @@ class Study:
         (:func:`xlt_plugin.runs.still_improving`)."""
         return still_improving(self.records[run["name"]])
 
+    def best_dev_cer(self, run: dict) -> float | None:
+        """The lowest dev CER of any epoch, or None before the first."""
+        curve = valid_curve(self.records[run["name"]])
+        return min(r["CER"] for r in curve) if curve else None
+
     def remap(self, run: dict) -> dict | None:
         return read_remap_report(self.path(run["name"]))
+
+
+#: A best dev CER at or above this (%) is a run that did not learn: most
+#: characters still wrong, the model barely past CTC's all-blank start.
+NOT_LEARNED_CER = 75.0
+
+
+def not_learned(study: Study, runs: list[dict], who: str) -> str:
+    """A caveat for a claim against ``runs`` of which some never learned.
+
+    A seed whose dev CER never went below :data:`NOT_LEARNED_CER` (a from-scratch
+    run that did not leave CTC's blank plateau in its epochs) makes the spread
+    of its side; the reader should know that the line compares with a failed
+    start. Empty when every seed learned.
+
+    Example
+    -------
+    >>> class Curves:
+    ...     def best_dev_cer(self, run):
+    ...         return run["best"]
+    >>> runs = [{"seed": 1, "best": 26.2}, {"seed": 2, "best": 80.2}]
+    >>> print(not_learned(Curves(), runs, "scratch").strip())
+    ... # doctest: +NORMALIZE_WHITESPACE
+    Caveat: scratch seed 2 of 2 never brought its dev CER below 75 % (best 80.2):
+    a training that did not start makes the spread.
+    >>> failed = [dict(r, best=90.0) for r in runs]
+    >>> print(not_learned(Curves(), failed, "scratch").strip())
+    ... # doctest: +NORMALIZE_WHITESPACE
+    Caveat: scratch never brought its dev CER below 75 % in any of its 2 seeds
+    (best 90.0, 90.0): on this data it did not learn.
+    >>> not_learned(Curves(), runs[:1], "scratch")
+    ''
+    """
+    best = {r["seed"]: study.best_dev_cer(r) for r in runs}
+    failed = {s: b for s, b in best.items() if b is not None and b >= NOT_LEARNED_CER}
+    if not failed:
+        return ""
+    values = ", ".join(f"{b:.1f}" for b in failed.values())
+    limit = f"never brought its dev CER below {NOT_LEARNED_CER:.0f} %"
+    if len(failed) == len(runs):
+        return (
+            f" Caveat: {who} {limit} in any of its {len(runs)} seeds (best "
+            f"{values}): on this data it did not learn."
+        )
+    seeds = ", ".join(str(s) for s in failed)
+    some = "s" if len(failed) > 1 else ""
+    start = "trainings that did not start make" if some else (
+        "a training that did not start makes")  # fmt: skip
+    return (
+        f" Caveat: {who} seed{some} {seeds} of {len(runs)} {limit} (best "
+        f"{values}): {start} the spread."
+    )
 
 
 def epochs_cell(study: Study, runs: list[dict]) -> str:

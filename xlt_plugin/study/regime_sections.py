@@ -14,6 +14,7 @@ from xlt_plugin.study.markdown import _fmt, _mean, _mean_std, _table
 from xlt_plugin.study.reader import (
     Study,
     epochs_cell,
+    not_learned,
     parameter_count,
     seconds_per_epoch,
 )
@@ -124,10 +125,13 @@ def difficulty_section(study: Study, verdicts: list) -> list[str]:
     ]
     # cer[(size, variant)][conditions]: test CER per seed.
     cer: dict[tuple, dict[str, list]] = {}
+    scratch_runs: dict[tuple, list[dict]] = {}  # (size, conditions): its runs
     for r in runs:
         conditions = corpora.get(r["data"], {}).get("conditions")
         cell = cer.setdefault((r["size"], r["variant"]), {})
         cell.setdefault(conditions, []).append(study.final(r))
+        if r["variant"] == "scratch":
+            scratch_runs.setdefault((r["size"], conditions), []).append(r)
     rows, gaps, seeds = [], [], []
     for size in ("10min", "all"):
         for variant, start in (("scratch", "from scratch"), ("xfer", "transfer")):
@@ -152,7 +156,10 @@ def difficulty_section(study: Study, verdicts: list) -> list[str]:
                 _evidence(
                     d,
                     f"Spanish, {conditions}, {size}: transfer (test CER "
-                    f"{_fmt(_mean(xfer))}) beats scratch ({_fmt(_mean(scratch))}).",
+                    f"{_fmt(_mean(xfer))}) beats scratch ({_fmt(_mean(scratch))})."
+                    + not_learned(
+                        study, scratch_runs.get((size, conditions), []), "scratch"
+                    ),
                 )
             )
     lines += _table(

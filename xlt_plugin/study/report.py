@@ -47,6 +47,7 @@ from xlt_plugin.study.reader import (
     convergence_ratio,
     corpus_sizes,
     epochs_cell,
+    not_learned,
     parameter_count,
     seconds_per_epoch,
 )
@@ -186,7 +187,8 @@ def _language_section(study: Study, verdicts: list, own: list) -> list[str]:
                     final["xfer"],
                     final["scratch"],
                     f"{lang}: transfer test CER {x:.1f} vs scratch {s:.1f}."
-                    + _still_improving(study, by_variant["scratch"], "scratch"),
+                    + _still_improving(study, by_variant["scratch"], "scratch")
+                    + not_learned(study, by_variant["scratch"], "scratch"),
                 )
             )
         if final["xfer_none"] and final["xfer"]:
@@ -286,7 +288,8 @@ def _per_set_section(
             )
             for other, claims, text, caveat in (
                 (scratch, verdicts, "fine-tuned WER {t:.1f} vs scratch {o:.1f}.",
-                 _still_improving(study, ss, "scratch")),
+                 _still_improving(study, ss, "scratch")
+                 + not_learned(study, ss, "scratch")),
                 (none, own, "the remapped head's WER {t:.1f} vs {o:.1f} with the "
                  "head re-initialised.", ""),
             ):  # fmt: skip
