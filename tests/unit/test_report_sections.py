@@ -503,7 +503,7 @@ def test_bases_sections_per_language(tmp_path):
     assert len(_rows(english, "`quartznet_mini`")) == 1
     assert "- **Holds here**: English test CER strictly decreases" in text
     assert "- **Does not hold here**: Mandarin test CER strictly decreases" in text
-    assert "`quartznet_mini` vs `quartznet_tiny`: CER lower by -3.0" in mandarin
+    assert "`quartznet_mini` vs `quartznet_tiny`: CER higher by 3.0" in mandarin
 
 
 def test_difficulty_section(tmp_path):

@@ -76,12 +76,12 @@ def _ladder_section(
     for smaller, larger in itertools.pairwise(measured):
         diff = compare_seeds(cer[smaller], cer[larger])  # > 0: larger is better
         signs.append(diff.sign)
-        verdict = {1: "beyond 2 SE", -1: "higher, beyond 2 SE"}.get(
-            diff.sign, "one seed: no SE" if diff.se is None else "not beyond 2 SE"
-        )
+        verdict = "beyond 2 SE" if diff.sign else (
+            "one seed: no SE" if diff.se is None else "not beyond 2 SE")  # fmt: skip
+        direction = "lower" if diff.diff >= 0 else "higher"
         lines.append(
-            f"- `{larger}` vs `{smaller}`: CER lower by {_fmt(diff.diff)} (SE "
-            f"{_fmt(diff.se, 2)}): {verdict}"
+            f"- `{larger}` vs `{smaller}`: CER {direction} by {_fmt(abs(diff.diff))} "
+            f"(SE {_fmt(diff.se, 2)}): {verdict}"
         )
     lines.append("")
     text = (
