@@ -324,10 +324,11 @@ def _base_groups(study: Study, bases: list[str]) -> dict[str, list[str]]:
         run = study.runs.get(name)
         key = (run["data"], run["variant"]) if run else (name,)
         groups.setdefault(key, []).append(name)
-    return {
-        (names[0] if len(names) == 1 else key[-1]): names
-        for key, names in groups.items()
-    }
+    labels = {}
+    for key, names in groups.items():
+        label = names[0] if len(names) == 1 else key[-1]
+        labels[f"{label} ({key[0]})" if label in labels else label] = names
+    return labels
 
 
 def _size_section(study: Study, verdicts: list) -> list[str]:
