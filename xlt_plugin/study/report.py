@@ -360,14 +360,11 @@ def _size_section(study: Study, verdicts: list) -> list[str]:
         transfers += [r for r in spanish if r["variant"] == "xfer"]
     groups = _base_groups(study, list(dict.fromkeys(r["base"] for r in transfers)))
 
-    def cer_of(size, names=(None,), **match):
-        runs = []
-        for name in names:
-            base = {"base": name} if name else {}
-            runs += study.select(task="size", size=size, **base, **match)
-            if size == "all":  # the full-size language runs double as this size
-                runs += study.select(task="language", language="es", **base, **match)
-        return [study.final(r) for r in runs]
+    def cer_of(size, bases=None, **match):
+        runs = study.select(task="size", size=size, **match)
+        if size == "all":  # the full-size language runs double as this size
+            runs += study.select(task="language", language="es", **match)
+        return [study.final(r) for r in runs if bases is None or r["base"] in bases]
 
     params = {g: parameter_count(study.path(names[0])) for g, names in groups.items()}
     labels = sorted(groups, key=lambda g: params[g] or 0)
