@@ -24,8 +24,12 @@ demo: setup
 
 # The full study: every table with seeds, ~18 h on 2 CPU cores; resumable.
 # `make study SEEDS=1` is the one-seed cut (~7 h): directions, no verdicts.
+# `make study FROM=packs/study-full` first puts a pack's finished runs in place
+# (`xlt unpack`), so the study reuses them and trains the rest.
 SEEDS ?= 3
+FROM ?=
 study: setup
+	$(if $(FROM),$(BIN)/xlt unpack $(FROM) --out results/study-full)
 	$(BIN)/xlt study --profile full --seeds $(SEEDS) \
 		--out results/study-full
 

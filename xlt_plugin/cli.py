@@ -463,6 +463,55 @@ def study(parser: argparse.ArgumentParser) -> Runner:
     return run
 
 
+@command("pack", help="copy a study's finished runs without corpora or checkpoints")
+def pack(parser: argparse.ArgumentParser) -> Runner:
+    """Copy what a study's report reads and a rerun reuses (metrics, logs,
+    definitions, English scores; the bases' weights) into DIR, to keep, share or
+    continue the study on another machine (`xlt unpack`).
+    """
+    parser.add_argument("study", metavar="STUDY", help="an `xlt study --out` folder")
+    parser.add_argument("--out", required=True, metavar="DIR", help="the pack")
+
+    def run(args: argparse.Namespace) -> int:
+        from xlt_plugin.study.pack import pack_study
+
+        try:
+            done = pack_study(args.study, args.out)
+        except (OSError, ValueError) as err:
+            raise CommandError(str(err)) from None
+        print(
+            f"packed {len(done['packed'])} finished runs into {args.out} "
+            f"({done['bytes'] / 1e6:.1f} MB); left out {len(done['unfinished'])} "
+            "unfinished" + (f": {', '.join(done['unfinished'])}" * bool(
+                done["unfinished"]))
+        )  # fmt: skip
+        return 0
+
+    return run
+
+
+@command("unpack", help="put a pack's runs into a study folder (then `xlt study`)")
+def unpack(parser: argparse.ArgumentParser) -> Runner:
+    """Put the runs of an `xlt pack` folder into a study folder: `xlt study
+    --out STUDY` then reuses them (it makes the corpora again) and trains the
+    rest; runs already in STUDY are kept.
+    """
+    parser.add_argument("pack", metavar="PACK", help="an `xlt pack --out` folder")
+    parser.add_argument("--out", required=True, metavar="STUDY", help="study folder")
+
+    def run(args: argparse.Namespace) -> int:
+        from xlt_plugin.study.pack import unpack_study
+
+        try:
+            restored = unpack_study(args.pack, args.out)
+        except (OSError, ValueError) as err:
+            raise CommandError(str(err)) from None
+        print(f"unpacked {len(restored)} runs into {args.out}")
+        return 0
+
+    return run
+
+
 @command("report", help="tables and figures from study or run folders")
 def report(parser: argparse.ArgumentParser) -> Runner:
     """Regenerate REPORT.md from a study folder (with study.json), or write a report

@@ -82,6 +82,38 @@ def test_rerun_reuses_finished_runs(tiny_study):
     assert before == after  # nothing retrained
 
 
+def test_a_packed_study_goes_on_in_another_folder(tiny_study, tmp_path):
+    """`xlt pack` then `xlt unpack` elsewhere: the study there reuses every run
+    (it makes the corpora again), and its report has the same numbers, the
+    forgetting check's English scores included (cached in the run folders: the
+    pack has no weights but the bases')."""
+    from xlt_plugin.study.pack import pack_study, unpack_study
+
+    out, report = tiny_study
+    done = pack_study(out, tmp_path / "pack")
+    manifest = json.loads((out / "study.json").read_text())
+    trained = {r["name"] for r in manifest["runs"] if not r.get("same_as")}
+    bases = {r["base"] for r in manifest["runs"] if r.get("base")}
+    assert set(done["packed"]) == trained and not done["unfinished"]
+    packed = tmp_path / "pack" / "runs"
+    assert not list(packed.glob("*/save/CKPT*"))
+    assert {p.parent.parent.name for p in packed.glob("*/model/*.ckpt")} == bases
+    assert unpack_study(tmp_path / "pack", tmp_path / "new") == sorted(trained)
+    result = study_mod.run_study("tiny", tmp_path / "new", jobs=2, progress=False)
+    assert not result.failed
+    for name in trained:  # nothing retrained
+        assert (tmp_path / "new" / "runs" / name / "metrics.jsonl").read_bytes() == (
+            out / "runs" / name / "metrics.jsonl").read_bytes()  # fmt: skip
+    text, again = report.read_text(), result.report.read_text()
+    for cells in [
+        ("es", "from scratch"),
+        ("es", "transfer, head remapped (xlt_plugin)"),
+    ]:
+        assert _row(again, *cells) == _row(text, *cells)
+    section = text[text.index("## 7. Forgetting") :].split("\n## ")[0]
+    assert section in again
+
+
 def test_convergence_ratio_edge_cases():
     s = [{"epoch": 1, "CER": 80.0}, {"epoch": 2, "CER": 50.0}]
     never = [{"epoch": 1, "CER": 90.0}, {"epoch": 2, "CER": 70.0}]

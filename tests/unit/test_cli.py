@@ -157,3 +157,34 @@ def test_report_out_on_a_study_folder_is_refused(capsys, tmp_path):
     assert code == 1 and stdout == ""
     assert "is a study folder: its report is written into it" in stderr
     assert not out.exists() and not (study / "REPORT.md").exists()
+
+
+def test_pack_and_unpack_refuse_what_they_cannot_read(capsys, tmp_path):
+    """Not a study folder, not a pack: one line naming the folder and what to give."""
+    code, stdout, stderr = run_main(capsys, "pack", str(tmp_path), "--out", "p")
+    assert code == 1 and stdout == ""
+    assert f"{tmp_path} is not a study folder (no study.json)" in stderr
+    code, _, stderr = run_main(capsys, "unpack", str(tmp_path), "--out", "s")
+    assert code == 1 and "is not a pack (no PACK.json)" in stderr
+    assert "xlt pack STUDY --out DIR" in stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_pack_then_unpack_through_main(capsys, tmp_path):
+    study = tmp_path / "study"
+    (study / "runs" / "a" / "model").mkdir(parents=True)
+    (study / "runs" / "b").mkdir()  # unfinished: left out, and said so
+    (study / "study.json").write_text('{"runs": [{"name": "a"}]}')
+    (study / "runs" / "a" / "model" / "config.json").write_text("{}")
+    (study / "runs" / "a" / "metrics.jsonl").write_text(
+        '{"stage": "test", "zero_shot": false}\n'
+    )
+    code, stdout, _ = run_main(capsys, "pack", str(study), "--out", str(tmp_path / "p"))
+    assert (
+        code == 0 and "packed 1 finished runs" in stdout and "unfinished: b" in stdout
+    )
+    code, stdout, _ = run_main(
+        capsys, "unpack", str(tmp_path / "p"), "--out", str(tmp_path / "s2")
+    )
+    assert code == 0 and "unpacked 1 runs" in stdout
+    assert (tmp_path / "s2" / "runs" / "a" / "metrics.jsonl").exists()

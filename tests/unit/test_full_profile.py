@@ -140,7 +140,7 @@ def test_plan_says_when_each_task_ends_and_how_runs_kept_to_their_estimate(tmp_p
     the plan says 2.00x; the tasks left get their end times."""
     import os
 
-    from xlt_plugin.study.estimates import run_seconds
+    from xlt_plugin.study.estimates import RUN_OVERHEAD_SECONDS, run_seconds
 
     profile = remap_tiny_profile(1)
     runs_dir = tmp_path / "runs"
@@ -161,6 +161,17 @@ def test_plan_says_when_each_task_ends_and_how_runs_kept_to_their_estimate(tmp_p
     text = plan(profile, tmp_path)
     assert f"finished runs took 2.00x their estimate (median of {len(done)};" in text
     assert "each task's last run ends in about" not in text  # one task left
+    # Checked out from a pack (file times now, the same second): the runs' own
+    # clock (elapsed 3x the estimate, less the fixed overhead) stands in.
+    for run in done:
+        folder = runs_dir / run.name
+        seconds = 3 * run_seconds(run, profile) - RUN_OVERHEAD_SECONDS
+        append_metrics(metrics_path(folder), {"epoch": 1, "stage": "train",
+                       "elapsed": seconds})  # fmt: skip
+        now = (folder / "log.txt").stat().st_mtime - 2 * run_seconds(run, profile)
+        os.utime(folder / "log.txt", (now, now))
+        os.utime(folder / "study_definition.json", (now, now))
+    assert "took 3.00x their estimate" in plan(profile, tmp_path)
     fresh = plan(profile, tmp_path / "elsewhere")  # nothing finished: two tasks
     assert "each task's last run ends in about: base " in fresh and ", remap " in fresh
     assert "finished runs took" not in fresh

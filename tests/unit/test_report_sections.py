@@ -6,6 +6,7 @@ a stand-in for the evaluation.
 """
 
 import json
+import shutil
 
 import pytest
 
@@ -309,7 +310,17 @@ def test_continual_section_table(continual_study):
     assert len(calls) == 1 + len(TASK) * 2
     write_report(folder)
     assert len(calls) == 1 + len(TASK) * 2
-    assert json.loads((folder / "source_scores.json").read_text())["base_en"]["WER"]
+    cache = folder / "runs" / "base_en" / "source_scores.json"
+    assert json.loads(cache.read_text())["base_en:model"]["WER"]
+    # Copied elsewhere (new file times, no weights: what `xlt pack` keeps), a run
+    # keeps its scores; a retrained base (other metrics) is scored again.
+    copy = folder.parent / "copy"
+    shutil.copytree(folder, copy)
+    write_report(copy)
+    assert len(calls) == 1 + len(TASK) * 2
+    _metrics(copy / "runs" / "base_en", {"test": (1.0, 2.0)})
+    write_report(copy)
+    assert len(calls) > 1 + len(TASK) * 2
 
 
 def test_continual_section_in_another_language(continual_study):

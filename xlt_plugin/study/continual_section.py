@@ -7,12 +7,14 @@ English scores are made here (:func:`cached_source_scores`, cached in the study 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import statistics
 from pathlib import Path
 
 from xlt_plugin.runs import (
     final_tests,
+    metrics_path,
     model_dir,
     read_json,
     stage_lines,
@@ -41,31 +43,44 @@ def _target(study: Study, run: dict, key: str) -> float | None:
     return statistics.mean(t[key] for t in chosen.values()) if chosen else None
 
 
+#: Each run's English scores, in its own folder (a task view shares the run's
+#: folder, and ``xlt pack`` carries it with the run).
+SOURCE_SCORES_FILE = "source_scores.json"
+
+
+def _digest(path: Path) -> str:
+    """SHA-1 of a file's bytes; "" when it is missing."""
+    return hashlib.sha1(path.read_bytes()).hexdigest() if path.exists() else ""
+
+
 def cached_source_scores(
     study: Study, run_name: str, base: str, encoder_only=False
 ) -> dict:
     """The run's (or base's) scores on the base's English test set, cached.
 
-    Kept in ``source_scores.json`` of the study folder, keyed by the run's
-    model, the base's test manifest times and the way it is scored, so a rerun
-    of the report evaluates only what changed. ``encoder_only``: the run's
-    encoder under the base's head (a run in another language).
+    Kept in the run folder's ``source_scores.json``, keyed by the base and the
+    way it is scored (``encoder_only``: the run's encoder under the base's head,
+    a run in another language) and stamped with the run's and the base's
+    ``metrics.jsonl`` contents: a retrained run or base is scored again; a run
+    folder copied or checked out elsewhere (new file times, weights left out by
+    ``xlt pack``) keeps its scores.
     """
-    cache_path = study.folder / "source_scores.json"
+    folder = study.path(run_name)
+    cache_path = folder / SOURCE_SCORES_FILE
     cache = read_json(cache_path) or {}
-    model = model_dir(study.path(run_name)) / "config.json"
-    test_csv = study.path(base) / "save" / "test.csv"
-    stamp = f"{model.stat().st_mtime_ns}:{test_csv.stat().st_mtime_ns}:{base}"
-    stamp += ":encoder" if encoder_only else ""
-    if cache.get(run_name, {}).get("stamp") != stamp:
+    key = f"{base}:{'encoder' if encoder_only else 'model'}"
+    stamp = (
+        _digest(metrics_path(folder)) + ":" + _digest(metrics_path(study.path(base)))
+    )
+    if cache.get(key, {}).get("stamp") != stamp:
         scores = source_scores(
             study.path(base),
-            None if run_name == base else study.path(run_name),
+            None if run_name == base else folder,
             encoder_only=encoder_only,
         )
-        cache[run_name] = {**scores, "stamp": stamp}
+        cache[key] = {**scores, "stamp": stamp}
         cache_path.write_text(json.dumps(cache, indent=1) + "\n", encoding="utf-8")
-    return cache[run_name]
+    return cache[key]
 
 
 def _continual_label(study: Study, variant: str, runs: list[dict]) -> str:

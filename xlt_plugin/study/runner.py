@@ -445,11 +445,13 @@ def _measured_over_estimated(
     """Median of wall time / estimate over finished runs, and how many.
 
     A run's wall time is from its ``study_definition.json`` (written when it
-    starts) to the last write of its ``log.txt``.
+    starts) to the last write of its ``log.txt``; where file times say less than
+    its own clock (a run folder checked out from a pack: new times), its
+    training clock (``elapsed``) and the fixed overhead.
     """
     import statistics
 
-    from xlt_plugin.study.estimates import run_seconds
+    from xlt_plugin.study.estimates import RUN_OVERHEAD_SECONDS, run_seconds
 
     ratios = []
     for run in trained:
@@ -459,7 +461,12 @@ def _measured_over_estimated(
         start, end = folder / DEFINITION, folder / "log.txt"
         estimated = run_seconds(run, profile)
         if estimated and start.exists() and end.exists():
-            ratios.append((end.stat().st_mtime - start.stat().st_mtime) / estimated)
+            wall = end.stat().st_mtime - start.stat().st_mtime
+            clock = max((r.get("elapsed") or 0 for r in read_metrics(folder)),
+                        default=0)  # fmt: skip
+            if wall < clock:
+                wall = clock + RUN_OVERHEAD_SECONDS
+            ratios.append(wall / estimated)
     return (statistics.median(ratios), len(ratios)) if ratios else None
 
 
