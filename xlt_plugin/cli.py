@@ -485,6 +485,12 @@ def pack(parser: argparse.ArgumentParser) -> Runner:
             "unfinished" + (f": {', '.join(done['unfinished'])}" * bool(
                 done["unfinished"]))
         )  # fmt: skip
+        for name in done["corpora_changed"]:
+            print(
+                f"warning: corpus {name} is not the bytes the packed runs trained "
+                "on (made again on another machine?): its new runs and its "
+                "packed runs saw different audio"
+            )
         return 0
 
     return run

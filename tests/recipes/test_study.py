@@ -112,6 +112,8 @@ def test_a_packed_study_goes_on_in_another_folder(tiny_study, tmp_path):
         assert _row(again, *cells) == _row(text, *cells)
     section = text[text.index("## 7. Forgetting") :].split("\n## ")[0]
     assert section in again
+    # The corpora made again are the same bytes; packing again says so.
+    assert pack_study(tmp_path / "new", tmp_path / "pack")["corpora_changed"] == []
 
 
 def test_convergence_ratio_edge_cases():

@@ -1,5 +1,6 @@
 """Tests of the ``xlt`` command line (``xlt synth``)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -174,7 +175,12 @@ def test_pack_then_unpack_through_main(capsys, tmp_path):
     study = tmp_path / "study"
     (study / "runs" / "a" / "model").mkdir(parents=True)
     (study / "runs" / "b").mkdir()  # unfinished: left out, and said so
-    (study / "study.json").write_text('{"runs": [{"name": "a"}]}')
+    (study / "data" / "es" / "clips").mkdir(parents=True)
+    (study / "data" / "es" / "clips" / "1.mp3").write_bytes(b"1")
+    corpora = {"es": {"folder": str(study / "data" / "es")}}
+    (study / "study.json").write_text(
+        json.dumps({"runs": [{"name": "a"}], "corpora": corpora})
+    )
     (study / "runs" / "a" / "model" / "config.json").write_text("{}")
     (study / "runs" / "a" / "metrics.jsonl").write_text(
         '{"stage": "test", "zero_shot": false}\n'
@@ -188,3 +194,7 @@ def test_pack_then_unpack_through_main(capsys, tmp_path):
     )
     assert code == 0 and "unpacked 1 runs" in stdout
     assert (tmp_path / "s2" / "runs" / "a" / "metrics.jsonl").exists()
+    # The corpus made again, other bytes: packing again warns.
+    (study / "data" / "es" / "clips" / "1.mp3").write_bytes(b"2")
+    code, stdout, _ = run_main(capsys, "pack", str(study), "--out", str(tmp_path / "p"))
+    assert code == 0 and "warning: corpus es is not the bytes" in stdout

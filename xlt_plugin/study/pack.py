@@ -15,6 +15,7 @@ the rest, and ``xlt report STUDY`` reports.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -47,6 +48,31 @@ def _copy_files(source: Path, dest: Path, suffixes: tuple | None = None) -> int:
     return size
 
 
+def corpus_digest(folder: str | Path) -> str:
+    """SHA-1 over a corpus's transcripts (``*.tsv``) and audio (``clips/``).
+
+    A corpus made again from its definition on another machine should be the
+    same bytes; this says whether it is (runs trained on two versions of a
+    corpus would be mixed in one table).
+
+    Example
+    -------
+    >>> tmp = getfixture("tmp_path")
+    >>> (tmp / "clips").mkdir()
+    >>> _ = (tmp / "train.tsv").write_text("path\\tsentence\\n")
+    >>> before = corpus_digest(tmp)
+    >>> _ = (tmp / "clips" / "a.mp3").write_bytes(b"0")
+    >>> corpus_digest(tmp) != before
+    True
+    """
+    folder = Path(folder)
+    digest = hashlib.sha1()
+    for path in sorted([*folder.glob("*.tsv"), *folder.glob("clips/*")]):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def pack_study(study: str | Path, out: str | Path) -> dict:
     """Copy the record of a study's finished runs into ``out``.
 
@@ -61,7 +87,10 @@ def pack_study(study: str | Path, out: str | Path) -> dict:
     Returns
     -------
     dict
-        ``packed`` and ``unfinished`` (run names) and ``bytes`` copied.
+        ``packed`` and ``unfinished`` (run names), ``bytes`` copied, and
+        ``corpora_changed``: the corpora whose bytes differ from those the pack
+        recorded before (:func:`corpus_digest`; made again elsewhere, and not
+        the same).
 
     Example
     -------
@@ -111,9 +140,18 @@ def pack_study(study: str | Path, out: str | Path) -> dict:
         packed.append(folder.name)
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy2(study / "study.json", out / "study.json")
-    about = {"study_folder": str(study.resolve()), "runs": packed}
+    before = (read_json(out / PACK_FILE) or {}).get("corpora", {})
+    corpora = {
+        name: corpus_digest(corpus["folder"])
+        for name, corpus in manifest.get("corpora", {}).items()
+        if Path(corpus["folder"]).is_dir()
+    }
+    changed = [n for n, d in corpora.items() if before.get(n, d) != d]
+    about = {"study_folder": str(study.resolve()), "runs": packed,
+             "corpora": {**before, **corpora}}  # fmt: skip
     (out / PACK_FILE).write_text(json.dumps(about, indent=1) + "\n", encoding="utf-8")
-    return {"packed": packed, "unfinished": unfinished, "bytes": size}
+    return {"packed": packed, "unfinished": unfinished, "bytes": size,
+            "corpora_changed": changed}  # fmt: skip
 
 
 def unpack_study(pack: str | Path, out: str | Path) -> list[str]:
