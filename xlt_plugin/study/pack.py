@@ -29,16 +29,20 @@ PACK_FILE = "PACK.json"
 #: that start from it).
 SAVE_SUFFIXES = (".json", ".md", ".tsv")
 BASE_SAVE_SUFFIXES = (*SAVE_SUFFIXES, ".csv")
+#: Top-level files a pack leaves out: SpeechBrain's copy of the training script
+#: (~28 KB a run, the same as the recipe in the repository at that commit).
+LEFT_OUT = ("recipe.py",)
 #: ``model/`` files a pack keeps of a run that no other run starts from.
 MODEL_SUFFIXES = (".json", ".md", ".txt", ".yaml")
 
 
 def _copy_files(source: Path, dest: Path, suffixes: tuple | None = None) -> int:
     """Copy the regular files directly in ``source`` (with ``suffixes``, if
-    given; not hidden ones: a run's lock) into ``dest``; returns their bytes."""
+    given; not hidden ones, a run's lock, nor :data:`LEFT_OUT`) into ``dest``;
+    returns their bytes."""
     size = 0
     for path in sorted(source.iterdir()):
-        if not path.is_file() or path.name.startswith("."):
+        if not path.is_file() or path.name.startswith(".") or path.name in LEFT_OUT:
             continue
         if suffixes and path.suffix not in suffixes:
             continue
