@@ -2,7 +2,8 @@
 
 Per task, each method's target and English scores, cost and Pareto figure, the
 goal line and claims; then which method to use when, over the tasks. The
-English scores are made here (:func:`cached_source_scores`, cached in the study folder).
+English scores are made here (:func:`cached_source_scores`, cached in each run's
+folder).
 """
 
 from __future__ import annotations
