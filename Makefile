@@ -22,8 +22,8 @@ $(STAMP): setup.cfg setup.py pyproject.toml constraints.txt
 demo: setup
 	$(BIN)/xlt study --profile demo --out results/study
 
-# The full study: every table with seeds, ~18 h on 2 CPU cores; resumable.
-# `make study SEEDS=1` is the one-seed cut (~7 h): directions, no verdicts.
+# The full study: every table with seeds, ~16 h on 2 CPU cores; resumable.
+# `make study SEEDS=1` is the one-seed cut (~6 h): directions, no verdicts.
 # `make study FROM=packs/study-full` first puts a pack's finished runs in place
 # (`xlt unpack`), so the study reuses them and trains the rest.
 SEEDS ?= 3

@@ -222,3 +222,17 @@ def test_depthwise_quick(run_script):
             "pointwise_share_of_sgemm",
         ],
     )
+
+
+def test_feature_cache_quick(tmp_path):
+    """Two recipe runs side by side: a subprocess (the recipes set torch state)."""
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "feature_cache.py"), "--quick",
+         "--out", str(tmp_path / "bench")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = results(done.stdout)
+    assert_numbers(found, ["feature_cache_speedup", "feature_cache_first_epoch"])
+    assert found["feature_cache_speedup"][1] == "> 1"
+    assert (tmp_path / "bench" / "features").is_dir()

@@ -50,6 +50,16 @@ def test_every_run_finished_and_report_has_every_section(tiny_study):
         assert heading in text
     figures = sorted(p.name for p in (out / "figures").glob("*.png"))
     assert "convergence_language_es.png" in figures and len(figures) == 3
+    # Fine-tuning and scratch runs share one feature cache: their definitions
+    # name it by reference, their commands by the study's folder.
+    tuned = [r for r in manifest["runs"] if r["overrides"].get("feature_cache")]
+    assert tuned and {r["overrides"]["feature_cache"] for r in tuned} == {
+        "study:features"}  # fmt: skip
+    for run in tuned:
+        if not run.get("same_as"):
+            command = (out / "runs" / run["name"] / "log.txt").read_text()
+            assert f"--feature_cache={out / 'features'} " in command.splitlines()[0]
+    assert len(list((out / "features").glob("*/*.pt"))) >= 16 + 12 + 12
     for name in figures:
         assert f"(figures/{name})" in text
         assert (out / "figures" / name).stat().st_size > 5000

@@ -24,6 +24,7 @@ from xlt_plugin.study.own_profiles import (
     REMAP_REMEDIES,
     STUDY_AUGMENT,
     STUDY_BATCHING,
+    STUDY_FEATURES,
     XLT_BASE_PRESET,
 )
 from xlt_plugin.study.profiles import PROFILES, SEEDED
@@ -98,7 +99,7 @@ def test_remap_screen_definition():
     plain = next(r for r in runs if r.variant == "xfer" and r.language == "es")
     assert set(plain.overrides) == {
         "number_of_epochs", "seed", "head_calibration", *STUDY_BATCHING,
-        *STUDY_AUGMENT,
+        *STUDY_AUGMENT, *STUDY_FEATURES,
     }  # fmt: skip
     assert plain.overrides["head_calibration"] == "none"
     # Seeds vary the data order of every fine-tuning run; the base keeps its own.

@@ -24,6 +24,10 @@ SECONDS_PER_AUDIO_MINUTE = {
 #: quartznet_tiny 88 vs 42 s per epoch, quartznet_small 260 vs 120
 #: (recipes/EnglishBase/README.md).
 AUGMENT_FACTOR = 2.1
+#: Epochs faster with the study's feature cache (``feature_cache``), per preset:
+#: quartznet_tiny measured (``benchmarks/feature_cache.py``); the larger presets,
+#: where the model takes a larger share of a step, are not counted faster.
+FEATURE_CACHE_SPEEDUP = {"quartznet_tiny": 1.37}
 #: Start, data preparation, zero-shot and final tests and export of one run.
 RUN_OVERHEAD_SECONDS = 30
 #: Realtime factor of ``xlt synth`` with 2 jobs (README: clean 125x, realistic 88x).
@@ -78,15 +82,18 @@ def run_seconds(run: Run, profile: Profile) -> float | None:
     >>> from xlt_plugin.study.own_profiles import remap_screen_profile
     >>> profile = remap_screen_profile()
     >>> round(run_seconds(profile.runs[1], profile))  # 10 min of es, 25 epochs
-    131
+    103
     """
     if run.overrides.get("device", "cpu") != "cpu":
         return None
     runs = {r.name: r for r in profile.runs}
     corpora = {c.name: c for c in profile.corpora}
-    rate = SECONDS_PER_AUDIO_MINUTE.get(_preset(run, runs))
+    preset = _preset(run, runs)
+    rate = SECONDS_PER_AUDIO_MINUTE.get(preset)
     if rate is None:
         return None
+    if run.overrides.get("feature_cache"):
+        rate /= FEATURE_CACHE_SPEEDUP.get(preset, 1.0)
     train, dev = _train_dev_minutes(corpora[run.data], corpora)
     train /= 1 - float(run.overrides.get("replay_ratio", 0.0))
     if run.overrides.get("augment"):

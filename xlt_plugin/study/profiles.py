@@ -16,6 +16,7 @@ from xlt_plugin.study.full import full_profile, languages_profile
 from xlt_plugin.study.own_profiles import (
     STUDY_AUGMENT,
     STUDY_BATCHING,
+    STUDY_FEATURES,
     augment_profile,
     bases_profile,
     bases_zh_profile,
@@ -179,9 +180,10 @@ def demo_profile() -> Profile:
 
 
 def tiny_profile() -> Profile:
-    """A few utterances and two epochs: exercises the whole pipeline in tests."""
+    """A few utterances and two epochs: exercises the whole pipeline in tests
+    (with the study's shared feature cache, as the full study runs)."""
     small = {"encoder_preset": "quartznet_tiny"}
-    tune = {"number_of_epochs": 2, "batch_size": 4, **STUDY_AUGMENT}
+    tune = {"number_of_epochs": 2, "batch_size": 4, **STUDY_AUGMENT, **STUDY_FEATURES}
     corpora = [
         Corpus("en", "en", 16, seed=1, accents="us,rp"),
         Corpus("es", "es", 16, seed=2),

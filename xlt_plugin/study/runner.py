@@ -31,7 +31,14 @@ from xlt_plugin.runs import final_tests, is_finished, read_metrics, trained_epoc
 from xlt_plugin.study.estimates import describe, planned_epochs
 from xlt_plugin.study.profiles import PROFILES, SEEDED
 from xlt_plugin.study.profiles import gpu_profile as gpu_profile  # for gpu_check.sh
-from xlt_plugin.study.spec import CORPUS_REF, Corpus, Profile, Run
+from xlt_plugin.study.spec import (
+    CORPUS_REF,
+    FEATURES_FOLDER,
+    FEATURES_REF,
+    Corpus,
+    Profile,
+    Run,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -241,10 +248,17 @@ def _override_args(overrides: dict) -> list[str]:
     return [f"--{key}={_flow(value)}" for key, value in overrides.items()]
 
 
-def _resolve(overrides: dict, folders: dict | None) -> dict:
-    """Overrides with each :func:`corpus_ref` value replaced by that folder."""
+def _resolve(
+    overrides: dict, folders: dict | None, features: Path | None = None
+) -> dict:
+    """Overrides with each :func:`corpus_ref` value replaced by that folder, and
+    :data:`~xlt_plugin.study.spec.FEATURES_REF` by ``features``."""
     resolved = {}
     for key, value in overrides.items():
+        if value == FEATURES_REF:
+            if features is None:
+                raise ValueError(f"--{key} names the study's feature cache: no study")
+            value = features
         if isinstance(value, str) and value.startswith(CORPUS_REF):
             name = value.removeprefix(CORPUS_REF)
             if folders is None or name not in folders:
@@ -273,7 +287,8 @@ def command(
     ]
     if run.base:
         cmd.append(f"--pretrained_path={runs_dir / run.base / 'model'}")
-    return cmd + _override_args(_resolve(run.overrides, folders))
+    features = runs_dir.parent / FEATURES_FOLDER
+    return cmd + _override_args(_resolve(run.overrides, folders, features))
 
 
 def reused(runs, runs_dir: Path) -> dict[str, str]:

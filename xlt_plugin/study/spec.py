@@ -107,6 +107,15 @@ class Profile:
 CORPUS_REF = "corpus:"
 
 
+#: A run override that names the study's feature cache: the command line gets
+#: ``<study>/features`` (:data:`FEATURES_FOLDER`), one folder every run that
+#: names it shares (entries are keyed by clip and feature settings and written
+#: atomically), so a corpus's features are computed once per study. A reference,
+#: not a path, so a study moved or unpacked elsewhere keeps its definitions.
+FEATURES_REF = "study:features"
+FEATURES_FOLDER = "features"
+
+
 def corpus_ref(name: str) -> str:
     """An override value that the command line replaces by corpus ``name``'s folder.
 
