@@ -34,8 +34,9 @@ def _axes(ax, xlabel: str) -> None:
     ax.grid(alpha=0.3)
 
 
-def _save(plt, fig, path: Path) -> Path:
-    fig.tight_layout()
+def _save(plt, fig, path: Path, rect: tuple = (0, 0, 1, 1)) -> Path:
+    """Lay out (within ``rect``: room left for a legend below) and write a PNG."""
+    fig.tight_layout(rect=rect)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
@@ -149,8 +150,10 @@ def pareto_figure(panels: list[tuple], title: str, path: Path) -> Path:
     Path
     """
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5),
-                             squeeze=False)  # fmt: skip
+    methods = max(len(points) for points, _, _ in panels) + 1  # and the front
+    legend_rows = -(-methods // 3)
+    fig, axes = plt.subplots(1, len(panels), squeeze=False,
+                             figsize=(6 * len(panels), 5 + 0.25 * legend_rows))  # fmt: skip
     markers = "osD^v<>pPX*h"
     for ax, (points, xlabel, ylabel) in zip(axes[0], panels, strict=True):
         points = list(points)
@@ -174,6 +177,12 @@ def pareto_figure(panels: list[tuple], title: str, path: Path) -> Path:
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    # One legend for the panels (the same methods), below them: inside a panel
+    # it hid the points in its corner.
+    handles, labels = max(
+        (ax.get_legend_handles_labels() for ax in axes[0]), key=lambda h: len(h[1])
+    )
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8,
+               frameon=False)  # fmt: skip
     fig.suptitle(title)
-    return _save(plt, fig, path)
+    return _save(plt, fig, path, rect=(0, 0.05 * legend_rows, 1, 1))
