@@ -152,8 +152,8 @@ def pareto_figure(panels: list[tuple], title: str, path: Path) -> Path:
     plt = _pyplot()
     methods = max(len(points) for points, _, _ in panels) + 1  # and the front
     legend_rows = -(-methods // 3)
-    fig, axes = plt.subplots(1, len(panels), squeeze=False,
-                             figsize=(6 * len(panels), 5 + 0.25 * legend_rows))  # fmt: skip
+    size = (6 * len(panels), 5 + 0.25 * legend_rows)
+    fig, axes = plt.subplots(1, len(panels), squeeze=False, figsize=size)
     markers = "osD^v<>pPX*h"
     for ax, (points, xlabel, ylabel) in zip(axes[0], panels, strict=True):
         points = list(points)
