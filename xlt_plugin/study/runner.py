@@ -257,7 +257,10 @@ def _resolve(
     for key, value in overrides.items():
         if value == FEATURES_REF:
             if features is None:
-                raise ValueError(f"--{key} names the study's feature cache: no study")
+                raise ValueError(
+                    f"--{key}={FEATURES_REF} names a study's feature cache, which "
+                    "only a study's runs have: give a folder"
+                )
             value = features
         if isinstance(value, str) and value.startswith(CORPUS_REF):
             name = value.removeprefix(CORPUS_REF)
