@@ -102,12 +102,13 @@ def _continual_label(
         for run in runs:
             config = read_json(model_dir(study.path(run["name"])) / "config.json")
             alpha = (config or {}).get("metadata", {}).get("averaging", {})
-            alphas.append(_fmt(alpha.get("alpha"), 1))
+            alphas.append(alpha.get("alpha"))
         batchnorm = over.get("average_batchnorm", "average")
         statistics_text = ", BatchNorm re-estimated" if batchnorm == "recompute" else ""
-        chosen = ", ".join(alphas)
-        if over_tasks and len(set(alphas)) > 1:
-            chosen = f"{min(alphas)} to {max(alphas)}, chosen per task"
+        chosen = ", ".join(_fmt(a, 1) for a in alphas)
+        known = [a for a in alphas if a is not None]
+        if over_tasks and len(set(known)) > 1:  # the range, compared as numbers
+            chosen = f"{_fmt(min(known), 1)} to {_fmt(max(known), 1)}, chosen per task"
         return f"weight averaging with the base{statistics_text} (alpha {chosen})"
     if variant == "adapters":
         return f"adapters (dim {over.get('adapter_dim')})"
